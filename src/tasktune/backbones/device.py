@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tasktune.errors import BackboneError
+
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +44,7 @@ def resolve_device(requested: str | None = None) -> DeviceChoice:
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {requested!r} requested but CUDA is not available")
+            raise BackboneError(f"device {requested!r} requested but CUDA is not available on this machine")
         name = torch.cuda.get_device_name(device)
         if torch.cuda.is_bf16_supported():
             choice = DeviceChoice(device, torch.bfloat16, f"CUDA ({name}) supports bf16: bf16 autocast, fp32 weights")

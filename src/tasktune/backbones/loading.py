@@ -113,3 +113,14 @@ def load_backbone(name_or_path: str, *, device: str | None = None, allow_hub: bo
     seconds = time.perf_counter() - start
     log.info("loaded %s (%s, %d params) in %.2f s on %s", name, kind, identity.num_parameters, seconds, choice.device)
     return Backbone(name, kind, model, tokenizer, identity, choice, folder, seconds)
+
+
+def load_tokenizer(name_or_path: str, *, allow_hub: bool = False):
+    """Only the tokenizer (for length statistics and the like): no weights are read."""
+    from transformers import AutoTokenizer
+
+    name, folder = resolve_folder(name_or_path, allow_hub=allow_hub)
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError) as err:
+        raise BackboneError(f"cannot load the tokenizer of {name!r} from {folder}: {err}") from err

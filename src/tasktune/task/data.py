@@ -160,6 +160,8 @@ def _to_example(
                 "missing field", col, expected=f"a field named {col!r} (row has {sorted(record)[:8]})"
             )
         value = record[col]
+        if value is None:  # e.g. an empty CSV cell or a JSON null
+            raise fail("empty text", col, expected="non-empty text")
         if not isinstance(value, str):
             raise fail("text is not a string", col, value)
         if not value.strip():

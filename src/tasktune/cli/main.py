@@ -1,0 +1,61 @@
+"""The ``tasktune`` command. Thin: each subcommand parses, calls one library function, prints.
+
+User mistakes (:class:`tasktune.errors.TaskTuneError`) are printed as one clear message with exit
+code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+import typer
+
+from tasktune.cli import backbones_cmd, run_cmd, task_cmd
+from tasktune.cli.console import console, err_console
+from tasktune.errors import TaskTuneError
+
+app = typer.Typer(
+    name="tasktune",
+    help="Adapt a pre-trained language model to your task: prompt, prompt-tune or fine-tune, measured side by side.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(task_cmd.app, name="task")
+app.add_typer(backbones_cmd.app, name="backbones")
+app.command("run")(run_cmd.run)
+app.command("demo")(run_cmd.demo)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (device choice, loads).")):
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (0 ok, 2 user error)."""
+    try:
+        app(args=argv, prog_name="tasktune", standalone_mode=False)
+    except TaskTuneError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 2
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+__all__ = ["app", "console", "entry", "main"]

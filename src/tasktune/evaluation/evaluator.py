@@ -1,0 +1,124 @@
+"""The shared evaluator: runs any :class:`Scorer` over a split in batches, times it, computes the
+metrics and keeps one record per example."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasktune.evaluation.metrics import Metrics, compute_metrics
+from tasktune.evaluation.results import Record, RunInfo, RunResult, Timings
+from tasktune.evaluation.scorer import Scorer, check_probabilities
+from tasktune.provenance import git_revision, machine_info, package_versions, utc_now
+from tasktune.task.data import Example
+
+
+@dataclass
+class Prediction:
+    probs: np.ndarray  # (N, L)
+    seconds: float
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+
+def predict(scorer: Scorer, examples: Sequence[Example], *, batch_size: int = 32, progress=None) -> Prediction:
+    """Probabilities for every example, batch by batch. ``progress(n_done)`` is called after each batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = []
+    start = time.perf_counter()
+    for i in range(0, len(examples), batch_size):
+        batch = examples[i : i + batch_size]
+        out.append(check_probabilities(scorer.predict_proba(batch), len(batch), scorer.num_labels, type(scorer).__name__))
+        if progress is not None:
+            progress(min(i + batch_size, len(examples)))
+    probs = np.concatenate(out) if out else np.zeros((0, scorer.num_labels))
+    return Prediction(probs, time.perf_counter() - start)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (CPU), or peak CUDA allocation when on a GPU."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def evaluate(
+    scorer: Scorer,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress=None,
+) -> tuple[Metrics, Prediction]:
+    if not examples:
+        raise ValueError("nothing to evaluate: the split is empty")
+    pred = predict(scorer, examples, batch_size=batch_size, progress=progress)
+    y_true = np.array([e.label for e in examples], dtype=np.int64)
+    return compute_metrics(y_true, pred.probs, seed=seed), pred
+
+
+def build_result(
+    *,
+    task,
+    split_name: str,
+    data_hashes: dict[str, str],
+    examples: Sequence[Example],
+    metrics: Metrics,
+    prediction: Prediction,
+    protocol: str,
+    seed: int,
+    route: str,
+    route_config: dict | None = None,
+    backbone=None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    fit_seconds: float = 0.0,
+    trainable_parameters: int = 0,
+    artifact_bytes: int = 0,
+) -> RunResult:
+    n = len(examples)
+    info = RunInfo(
+        run_id=uuid.uuid4().hex[:12],
+        created=utc_now(),
+        task=task.name,
+        task_hash=task.spec_hash(),
+        split=split_name,
+        data_hashes=data_hashes,
+        protocol=protocol,
+        seed=seed,
+        route=route,
+        route_config=route_config or {},
+        backbone=backbone.to_dict() if backbone is not None else None,
+        device=device,
+        dtype=dtype,
+        versions=package_versions(),
+        git=git_revision(),
+        machine=machine_info(),
+    )
+    timings = Timings(
+        fit_seconds=fit_seconds,
+        predict_seconds=prediction.seconds,
+        examples_per_second=n / prediction.seconds if prediction.seconds > 0 else float("inf"),
+        peak_memory_mb=peak_memory_mb(),
+        trainable_parameters=trainable_parameters,
+        artifact_bytes=artifact_bytes,
+    )
+    records = [
+        Record(row=e.row, label=e.label, pred=int(p.argmax()), probs=[round(float(x), 6) for x in p])
+        for e, p in zip(examples, prediction.probs, strict=True)
+    ]
+    return RunResult(
+        info=info, labels=task.label_names, metrics=metrics.to_dict(), timings=timings, records=records
+    )

@@ -1,0 +1,84 @@
+"""Results of one evaluation cell, as JSON: everything a report needs, so reports can be regenerated
+from stored results alone (no model, no data)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RESULT_SCHEMA = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunInfo(_Model):
+    run_id: str
+    created: str
+    task: str
+    task_hash: str
+    split: str
+    data_hashes: dict[str, str]
+    protocol: str
+    seed: int
+    route: str
+    route_config: dict[str, Any] = Field(default_factory=dict)
+    backbone: dict[str, Any] | None = None  # BackboneIdentity.to_dict(), None for backbone-free routes
+    device: str
+    dtype: str
+    versions: dict[str, str]
+    git: str | None
+    machine: dict[str, Any]
+
+
+class Timings(_Model):
+    fit_seconds: float
+    predict_seconds: float
+    examples_per_second: float
+    peak_memory_mb: float
+    trainable_parameters: int = 0
+    artifact_bytes: int = 0
+
+
+class Record(_Model):
+    """One test example's outcome: where it came from, its label, the prediction and probabilities."""
+
+    row: int
+    label: int
+    pred: int
+    probs: list[float]
+
+
+class RunResult(_Model):
+    schema_version: int = RESULT_SCHEMA
+    info: RunInfo
+    labels: list[str]
+    metrics: dict[str, Any]
+    timings: Timings
+    records: list[Record]
+
+
+def write_result(result: RunResult, path: Path) -> Path:
+    """Write atomically (temp file + rename) so a crash never leaves a truncated results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(result.model_dump_json(indent=1))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_result(path: Path) -> RunResult:
+    return RunResult.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,46 @@
+"""What a route is: something that, given a task's training and dev examples (and a backbone, when it
+needs one), produces a :class:`~tasktune.evaluation.scorer.Scorer`.
+
+Routes register themselves in :mod:`tasktune.routes.registry`; a route is a folder (config + method),
+never a branch in a shared class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tasktune.backbones.loading import Backbone
+from tasktune.evaluation.scorer import Scorer
+from tasktune.task.data import Example
+from tasktune.task.protocols import Protocol as ProtocolName
+from tasktune.task.spec import TaskSpec
+
+
+@dataclass
+class FitContext:
+    task: TaskSpec
+    train: tuple[Example, ...]
+    dev: tuple[Example, ...]
+    protocol: ProtocolName
+    seed: int
+    backbone: Backbone | None = None
+    # Unlabelled training texts: usable by zero-shot routes (e.g. calibration), never labels.
+    unlabelled: tuple[str, ...] = ()
+
+
+@dataclass
+class Fitted:
+    """A route's outcome: the scorer plus what it cost."""
+
+    scorer: Scorer
+    config: dict[str, Any] = field(default_factory=dict)
+    trainable_parameters: int = 0
+    artifact_bytes: int = 0
+
+
+class Route(Protocol):
+    name: str
+    needs_backbone: bool
+
+    def fit(self, ctx: FitContext) -> Fitted: ...

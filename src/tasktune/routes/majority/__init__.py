@@ -1,0 +1,1 @@
+"""The majority-class baseline: the floor every other route must clear."""

@@ -1,0 +1,151 @@
+"""The main job's core: run routes × backbones × seeds of a protocol on a task and keep every result.
+
+Each cell fits a route on the protocol's training/dev examples, evaluates it on the test split through
+the shared evaluator and writes ``<out>/<cell>.json``. A finished cell's file is reused unless
+``fresh`` (so an interrupted run resumes), and a failure in one cell is recorded and the rest go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasktune import routes
+from tasktune.backbones.loading import Backbone, load_backbone
+from tasktune.errors import TaskTuneError
+from tasktune.evaluation.evaluator import build_result, evaluate
+from tasktune.evaluation.results import RunResult, read_result, write_result
+from tasktune.routes.base import FitContext
+from tasktune.task.data import Split, load_splits
+from tasktune.task.protocols import FEW_SHOT_SEEDS, DEFAULT_K, ProtocolSplits, few_shot, full_data, zero_shot
+from tasktune.task.spec import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CellFailure:
+    cell: str
+    error: str
+
+
+@dataclass
+class RunOutcome:
+    results: list[RunResult] = field(default_factory=list)
+    failures: list[CellFailure] = field(default_factory=list)
+    reused: int = 0
+
+
+def protocol_splits(
+    spec: TaskSpec, splits: dict[str, Split], protocol: str, seed: int, *, k: int = DEFAULT_K
+) -> ProtocolSplits:
+    if protocol == "zero":
+        return zero_shot(seed)
+    if "train" not in splits:
+        raise TaskTuneError(f"protocol {protocol!r} needs a 'train' split; task {spec.name!r} has none")
+    if protocol == "few":
+        return few_shot(splits["train"], spec.label_names, k=k, seed=seed)
+    if protocol == "full":
+        return full_data(splits["train"], spec.num_labels, seed=seed, dev=splits.get("dev"))
+    raise TaskTuneError(f"unknown protocol {protocol!r}; expected zero, few or full")
+
+
+def default_seeds(spec: TaskSpec, protocol: str) -> tuple[int, ...]:
+    return FEW_SHOT_SEEDS if protocol == "few" else (spec.seed,)
+
+
+def cell_name(route: str, backbone: str | None, protocol: str, seed: int) -> str:
+    return f"{route}--{backbone or 'none'}--{protocol}--s{seed}"
+
+
+def run_matrix(
+    spec: TaskSpec,
+    *,
+    route_names: Sequence[str],
+    backbone_names: Sequence[str] = (),
+    protocol: str = "full",
+    seeds: Sequence[int] | None = None,
+    out_dir: Path,
+    eval_split: str = "test",
+    k: int = DEFAULT_K,
+    device: str | None = None,
+    fresh: bool = False,
+    batch_size: int = 32,
+    on_cell: Callable[[str, RunResult | None, str | None], None] | None = None,
+) -> RunOutcome:
+    splits = load_splits(spec)  # validates every row before any model is loaded
+    if eval_split not in splits:
+        raise TaskTuneError(f"task {spec.name!r} has no {eval_split!r} split to evaluate on")
+    test = splits[eval_split]
+    seeds = tuple(seeds) if seeds else default_seeds(spec, protocol)
+    route_objs = [routes.get_route(r) for r in route_names]
+    outcome = RunOutcome()
+    backbones: dict[str, Backbone] = {}
+
+    for route in route_objs:
+        for backbone_name in backbone_names if route.needs_backbone else [None]:
+            for seed in seeds:
+                name = cell_name(route.name, backbone_name, protocol, seed)
+                path = out_dir / f"{name}.json"
+                if path.is_file() and not fresh:
+                    outcome.results.append(read_result(path))
+                    outcome.reused += 1
+                    if on_cell:
+                        on_cell(name, outcome.results[-1], None)
+                    continue
+                try:
+                    backbone = None
+                    if backbone_name is not None:
+                        if backbone_name not in backbones:
+                            backbones[backbone_name] = load_backbone(backbone_name, device=device)
+                        backbone = backbones[backbone_name]
+                    ps = protocol_splits(spec, splits, protocol, seed, k=k)
+                    ctx = FitContext(
+                        task=spec,
+                        train=ps.train,
+                        dev=ps.dev,
+                        protocol=ps.protocol,
+                        seed=seed,
+                        backbone=backbone,
+                        unlabelled=tuple(e.text for e in splits["train"])[:2048] if "train" in splits else (),
+                    )
+                    start = time.perf_counter()
+                    fitted = route.fit(ctx)
+                    fit_seconds = time.perf_counter() - start
+                    metrics, prediction = evaluate(fitted.scorer, test.examples, batch_size=batch_size, seed=seed)
+                    result = build_result(
+                        task=spec,
+                        split_name=eval_split,
+                        data_hashes={n: s.content_hash() for n, s in splits.items()},
+                        examples=test.examples,
+                        metrics=metrics,
+                        prediction=prediction,
+                        protocol=protocol,
+                        seed=seed,
+                        route=route.name,
+                        route_config=fitted.config,
+                        backbone=backbone.identity if backbone else None,
+                        device=str(backbone.device.device) if backbone else "cpu",
+                        dtype=backbone.device.dtype_name if backbone else "float64",
+                        fit_seconds=fit_seconds,
+                        trainable_parameters=fitted.trainable_parameters,
+                        artifact_bytes=fitted.artifact_bytes,
+                    )
+                    write_result(result, path)
+                    outcome.results.append(result)
+                    if on_cell:
+                        on_cell(name, result, None)
+                except TaskTuneError as err:
+                    outcome.failures.append(CellFailure(name, str(err)))
+                    if on_cell:
+                        on_cell(name, None, str(err))
+                except Exception as err:  # one broken cell must not sink the others
+                    log.debug("cell %s failed:\n%s", name, traceback.format_exc())
+                    outcome.failures.append(CellFailure(name, f"{type(err).__name__}: {err}"))
+                    if on_cell:
+                        on_cell(name, None, f"{type(err).__name__}: {err}")
+    return outcome

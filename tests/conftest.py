@@ -1,0 +1,75 @@
+"""Shared fixtures: a network guard on every test, isolated caches, tiny models, small task files."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import build_bert, build_llama
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Fail any test that opens a connection beyond loopback (server tests may use loopback)."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if self.family == socket.AF_UNIX or str(host).startswith(_LOOPBACK):
+            return real_connect(self, address)
+        raise AssertionError(f"test tried to open a network connection to {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch, request):
+    """Fast tests get their own tasktune cache; slow tests share the user's (the converted backbone)."""
+    if request.node.get_closest_marker("slow") is None:
+        monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    return build_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    return build_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+def write_jsonl(path: Path, rows: list[object]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def make_rows(n_per_label: int, labels=("negative", "positive")) -> list[dict]:
+    words = {"negative": "awful dreadful poor", "positive": "lovely superb fine"}
+    return [
+        {"text": f"review {i} was {words.get(label, label)} number {i}", "label": label}
+        for i in range(n_per_label)
+        for label in labels
+    ]
+
+
+@pytest.fixture
+def task_dir(tmp_path) -> Path:
+    """A valid small two-label task: 40 train rows per label, 10 test rows per label."""
+    write_jsonl(tmp_path / "train.jsonl", make_rows(40))
+    test_rows = [{"text": f"test item {i} {lab}", "label": lab} for i in range(10) for lab in ("negative", "positive")]
+    write_jsonl(tmp_path / "test.jsonl", test_rows)
+    (tmp_path / "task.yaml").write_text(
+        "name: tiny\nlabels:\n  - name: negative\n    words: [bad]\n  - name: positive\n    words: [good]\n"
+        "data:\n  train: {path: train.jsonl}\n  test: {path: test.jsonl}\n"
+    )
+    return tmp_path

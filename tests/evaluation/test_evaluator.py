@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from tasktune.evaluation.evaluator import build_result, evaluate, predict
+from tasktune.evaluation.results import read_result, write_result
+from tasktune.task.data import Example
+from tasktune.task.spec import parse_task
+
+TASK = parse_task({"name": "t", "labels": ["a", "b"], "data": {"test": {"path": "x.jsonl"}}})
+
+
+class LengthScorer:
+    """Says 'b' for texts longer than 3 characters; batch-size independent by construction."""
+
+    num_labels = 2
+
+    def __init__(self):
+        self.batches = []
+
+    def predict_proba(self, batch):
+        self.batches.append(len(batch))
+        return np.array([[0.2, 0.8] if len(e.text) > 3 else [0.9, 0.1] for e in batch])
+
+
+EXAMPLES = [Example("abcd", 1, row=1), Example("ab", 0, row=2), Example("abcdef", 0, row=3)]
+
+
+def test_predict_batches_and_progress():
+    scorer, seen = LengthScorer(), []
+    pred = predict(scorer, EXAMPLES, batch_size=2, progress=seen.append)
+    assert scorer.batches == [2, 1] and seen == [2, 3]
+    assert pred.labels.tolist() == [1, 0, 1]
+
+
+def test_evaluate_and_result_roundtrip(tmp_path):
+    metrics, pred = evaluate(LengthScorer(), EXAMPLES, batch_size=2)
+    assert metrics.accuracy == pytest.approx(2 / 3)
+    result = build_result(
+        task=TASK,
+        split_name="test",
+        data_hashes={"test": "abc"},
+        examples=EXAMPLES,
+        metrics=metrics,
+        prediction=pred,
+        protocol="zero",
+        seed=13,
+        route="length",
+    )
+    assert [r.pred for r in result.records] == [1, 0, 1]
+    assert result.records[2].row == 3 and result.records[2].label == 0
+    path = write_result(result, tmp_path / "r" / "cell.json")
+    back = read_result(path)
+    assert back == result
+    assert back.info.task_hash == TASK.spec_hash() and back.info.versions["torch"]
+
+
+class BrokenScorer:
+    num_labels = 2
+
+    def predict_proba(self, batch):
+        return np.ones((len(batch), 3))
+
+
+def test_wrong_shape_is_caught():
+    with pytest.raises(RuntimeError, match="shape"):
+        evaluate(BrokenScorer(), EXAMPLES)
