@@ -49,7 +49,9 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 
 def write_jsonl(path: Path, rows: list[object]) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -66,7 +68,9 @@ def make_rows(n_per_label: int, labels=("negative", "positive")) -> list[dict]:
 def task_dir(tmp_path) -> Path:
     """A valid small two-label task: 40 train rows per label, 10 test rows per label."""
     write_jsonl(tmp_path / "train.jsonl", make_rows(40))
-    test_rows = [{"text": f"test item {i} {lab}", "label": lab} for i in range(10) for lab in ("negative", "positive")]
+    test_rows = [
+        {"text": f"test item {i} {lab}", "label": lab} for i in range(10) for lab in ("negative", "positive")
+    ]
     write_jsonl(tmp_path / "test.jsonl", test_rows)
     (tmp_path / "task.yaml").write_text(
         "name: tiny\nlabels:\n  - name: negative\n    words: [bad]\n  - name: positive\n    words: [good]\n"

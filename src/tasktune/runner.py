@@ -21,7 +21,7 @@ from tasktune.evaluation.evaluator import build_result, evaluate
 from tasktune.evaluation.results import RunResult, read_result, write_result
 from tasktune.routes.base import FitContext
 from tasktune.task.data import Split, load_splits
-from tasktune.task.protocols import FEW_SHOT_SEEDS, DEFAULT_K, ProtocolSplits, few_shot, full_data, zero_shot
+from tasktune.task.protocols import DEFAULT_K, FEW_SHOT_SEEDS, ProtocolSplits, few_shot, full_data, zero_shot
 from tasktune.task.spec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,9 @@ def run_matrix(
                     start = time.perf_counter()
                     fitted = route.fit(ctx)
                     fit_seconds = time.perf_counter() - start
-                    metrics, prediction = evaluate(fitted.scorer, test.examples, batch_size=batch_size, seed=seed)
+                    metrics, prediction = evaluate(
+                        fitted.scorer, test.examples, batch_size=batch_size, seed=seed
+                    )
                     result = build_result(
                         task=spec,
                         split_name=eval_split,

@@ -36,7 +36,9 @@ def test_smollm2_converts_once_then_loads_fast_with_equal_logits(fresh_cache, mo
     assert backbone.tokenizer.chat_template
 
     source = spec.source_path()
-    gguf_model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        source.parent, gguf_file=source.name, dtype=torch.float32
+    )
     gguf_tok = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     prompt = "Review: the soup was cold and the waiter rude.\nSentiment:"
     ids = gguf_tok(prompt, return_tensors="pt")

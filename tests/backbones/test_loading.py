@@ -53,7 +53,7 @@ def test_unknown_backbone_is_a_clear_offline_error():
 
 
 def test_folder_without_config(tmp_path):
-    with pytest.raises(BackboneError, match="no config.json"):
+    with pytest.raises(BackboneError, match=r"no config\.json"):
         load_backbone(str(tmp_path))
 
 
@@ -64,7 +64,12 @@ def test_tokenizer_only(tiny_bert_dir):
 
 def test_missing_package_names_the_install_command():
     ghost = EmbeddedBackbone(
-        name="ghost", kind="causal", description="", package="no_such_package_xyz", pip_spec="ghost==1", folder="m"
+        name="ghost",
+        kind="causal",
+        description="",
+        package="no_such_package_xyz",
+        pip_spec="ghost==1",
+        folder="m",
     )
     with pytest.raises(BackboneError, match="pip install ghost==1"):
         ghost.source_path()

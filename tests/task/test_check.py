@@ -17,7 +17,9 @@ def test_report_counts_and_lengths(task_dir):
 def test_leakage_and_imbalance_are_reported(task_dir):
     rows = [{"text": f"neg {i}", "label": "negative"} for i in range(40)]
     rows += [{"text": f"pos {i}", "label": "positive"} for i in range(5)]
-    rows.append({"text": "Test  item 3 NEGATIVE", "label": "negative"})  # same as a test text, modulo case/space
+    rows.append(
+        {"text": "Test  item 3 NEGATIVE", "label": "negative"}
+    )  # same as a test text, modulo case/space
     write_jsonl(task_dir / "train.jsonl", rows)
     report = check_task(load_task(task_dir / "task.yaml"), k=None)
     assert report.overlaps[0].count == 1

@@ -33,7 +33,9 @@ def test_empty_split(task_dir):
 
 
 def test_empty_text_names_line_and_field(task_dir):
-    spec = _task_with_train(task_dir, [{"text": "fine", "label": "positive"}, {"text": "   ", "label": "negative"}])
+    spec = _task_with_train(
+        task_dir, [{"text": "fine", "label": "positive"}, {"text": "   ", "label": "negative"}]
+    )
     with pytest.raises(DataError) as err:
         load_split(spec, "train")
     msg = str(err.value)
@@ -41,15 +43,24 @@ def test_empty_text_names_line_and_field(task_dir):
 
 
 def test_unknown_label_names_value_and_expected(task_dir):
-    spec = _task_with_train(task_dir, [{"text": "ok", "label": "positive"}, {"text": "meh", "label": "neutral"}])
+    spec = _task_with_train(
+        task_dir, [{"text": "ok", "label": "positive"}, {"text": "meh", "label": "neutral"}]
+    )
     with pytest.raises(DataError) as err:
         load_split(spec, "train")
     msg = str(err.value)
-    assert "line 2" in msg and "unknown label" in msg and "'neutral'" in msg and "['negative', 'positive']" in msg
+    assert (
+        "line 2" in msg
+        and "unknown label" in msg
+        and "'neutral'" in msg
+        and "['negative', 'positive']" in msg
+    )
 
 
 def test_malformed_row_names_line(task_dir):
-    spec = _task_with_train(task_dir, [{"text": "ok", "label": "positive"}, "", '{"text": "broken", "label": ', ""])
+    spec = _task_with_train(
+        task_dir, [{"text": "ok", "label": "positive"}, "", '{"text": "broken", "label": ', ""]
+    )
     with pytest.raises(DataError) as err:
         load_split(spec, "train")
     assert "line 3" in str(err.value) and "malformed JSON" in str(err.value)
@@ -89,7 +100,8 @@ def test_column_mapping_and_csv(task_dir):
 def test_csv_empty_text_reports_line(task_dir):
     (task_dir / "train.csv").write_text("text,label\ngood,positive\n,negative\n")
     (task_dir / "task.yaml").write_text(
-        "name: tiny\nlabels: [negative, positive]\ndata:\n  train: {path: train.csv}\n  test: {path: test.jsonl}\n"
+        "name: tiny\nlabels: [negative, positive]\n"
+        "data:\n  train: {path: train.csv}\n  test: {path: test.jsonl}\n"
     )
     with pytest.raises(DataError) as err:
         load_split(load_task(task_dir / "task.yaml"), "train")
@@ -100,9 +112,12 @@ def test_parquet(task_dir):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"text": ["x y", "z"], "label": ["positive", "negative"]}), task_dir / "train.parquet")
+    pq.write_table(
+        pa.table({"text": ["x y", "z"], "label": ["positive", "negative"]}), task_dir / "train.parquet"
+    )
     (task_dir / "task.yaml").write_text(
-        "name: tiny\nlabels: [negative, positive]\ndata:\n  train: {path: train.parquet}\n  test: {path: test.jsonl}\n"
+        "name: tiny\nlabels: [negative, positive]\n"
+        "data:\n  train: {path: train.parquet}\n  test: {path: test.jsonl}\n"
     )
     assert [e.label for e in load_split(load_task(task_dir / "task.yaml"), "train")] == [1, 0]
 

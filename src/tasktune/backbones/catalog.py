@@ -43,7 +43,9 @@ class EmbeddedBackbone:
         base = self.package_dir()
         path = base / (self.gguf_file or self.folder or "")
         if not path.exists():
-            raise BackboneError(f"backbone {self.name!r}: expected {path} inside {self.package!r}; reinstall it")
+            raise BackboneError(
+                f"backbone {self.name!r}: expected {path} inside {self.package!r}; reinstall it"
+            )
         return path
 
 

@@ -47,11 +47,15 @@ def resolve_device(requested: str | None = None) -> DeviceChoice:
             raise BackboneError(f"device {requested!r} requested but CUDA is not available on this machine")
         name = torch.cuda.get_device_name(device)
         if torch.cuda.is_bf16_supported():
-            choice = DeviceChoice(device, torch.bfloat16, f"CUDA ({name}) supports bf16: bf16 autocast, fp32 weights")
+            choice = DeviceChoice(
+                device, torch.bfloat16, f"CUDA ({name}) supports bf16: bf16 autocast, fp32 weights"
+            )
         else:
             choice = DeviceChoice(device, torch.float32, f"CUDA ({name}) without bf16 support: fp32")
     elif device.type == "cpu":
-        choice = DeviceChoice(device, torch.float32, "CPU requested: fp32 (bf16 on CPU is slower and less exact)")
+        choice = DeviceChoice(
+            device, torch.float32, "CPU requested: fp32 (bf16 on CPU is slower and less exact)"
+        )
     else:
         choice = DeviceChoice(device, torch.float32, f"{device.type} requested: fp32")
     log.info("device: %s", choice.reason)

@@ -12,7 +12,13 @@ from pathlib import Path
 from tasktune.paths import cache_dir
 
 # Config fields that change with the saving library or the load, not with the model.
-_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "torch_dtype", "dtype", "quantization_config"}
+_VOLATILE_CONFIG_KEYS = {
+    "_name_or_path",
+    "transformers_version",
+    "torch_dtype",
+    "dtype",
+    "quantization_config",
+}
 WEIGHT_SUFFIXES = (".safetensors",)
 
 
@@ -39,7 +45,14 @@ class BackboneIdentity:
     def mismatches(self, other: BackboneIdentity) -> list[str]:
         """Human-readable differences that make an adaptation for one unusable on the other."""
         out = []
-        for key in ("hidden_size", "vocab_size", "num_layers", "config_hash", "weights_hash", "tokenizer_hash"):
+        for key in (
+            "hidden_size",
+            "vocab_size",
+            "num_layers",
+            "config_hash",
+            "weights_hash",
+            "tokenizer_hash",
+        ):
             a, b = getattr(self, key), getattr(other, key)
             if a != b:
                 out.append(f"{key}: {a} vs {b}")
@@ -47,7 +60,9 @@ class BackboneIdentity:
 
 
 def _sha256_json(data: object) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
 
 
 def config_hash(config_dict: dict) -> str:

@@ -65,13 +65,16 @@ def resolve_folder(name_or_path: str, *, allow_hub: bool = False) -> tuple[str, 
         from tasktune.backbones.catalog import EMBEDDED
 
         raise BackboneError(
-            f"unknown backbone {name_or_path!r}: not an embedded backbone ({', '.join(EMBEDDED)}) nor a local "
+            f"unknown backbone {name_or_path!r}: not an embedded backbone ({', '.join(EMBEDDED)}) "
+            "nor a local "
             "folder. To download a hub model, allow the hub explicitly (--allow-hub)."
         )
     from huggingface_hub import snapshot_download
 
     try:
-        folder = snapshot_download(name_or_path, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+        folder = snapshot_download(
+            name_or_path, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]
+        )
     except Exception as err:
         raise BackboneError(f"cannot download {name_or_path!r} from the hub: {err}") from err
     return name_or_path, Path(folder)
@@ -111,7 +114,14 @@ def load_backbone(name_or_path: str, *, device: str | None = None, allow_hub: bo
         tokenizer_hash=ident.tokenizer_hash(tokenizer),
     )
     seconds = time.perf_counter() - start
-    log.info("loaded %s (%s, %d params) in %.2f s on %s", name, kind, identity.num_parameters, seconds, choice.device)
+    log.info(
+        "loaded %s (%s, %d params) in %.2f s on %s",
+        name,
+        kind,
+        identity.num_parameters,
+        seconds,
+        choice.device,
+    )
     return Backbone(name, kind, model, tokenizer, identity, choice, folder, seconds)
 
 

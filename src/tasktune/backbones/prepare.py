@@ -62,7 +62,9 @@ def prepare(backbone: EmbeddedBackbone, *, force: bool = False) -> Path:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            source.parent, gguf_file=source.name, dtype=torch.float32
+        )
     except Exception as err:  # gguf missing, corrupt file, unsupported architecture
         raise BackboneError(f"cannot read {source} as GGUF: {err}") from err
     # A model loaded from GGUF is marked quantised and refuses save_pretrained; rebuild a plain one

@@ -42,7 +42,9 @@ def prepare_cmd(
         start = time.perf_counter()
         with console.status(f"preparing {name} ..."):
             folder = prepare(EMBEDDED[name], force=force)
-        console.print(f"[green]{name}[/] ready at {folder} ({time.perf_counter() - start:.1f} s)", highlight=False)
+        console.print(
+            f"[green]{name}[/] ready at {folder} ({time.perf_counter() - start:.1f} s)", highlight=False
+        )
 
 
 @app.command("info")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 
-import click
 import typer
 
 from tasktune.cli import backbones_cmd, run_cmd, task_cmd
@@ -18,7 +17,8 @@ from tasktune.errors import TaskTuneError
 
 app = typer.Typer(
     name="tasktune",
-    help="Adapt a pre-trained language model to your task: prompt, prompt-tune or fine-tune, measured side by side.",
+    help="Adapt a pre-trained language model to your task: prompt, prompt-tune or fine-tune, "
+    "measured side by side.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -30,7 +30,9 @@ app.command("demo")(run_cmd.demo)
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (device choice, loads).")):
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens (device choice, loads)."),
+):
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -43,14 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     except TaskTuneError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 2
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Abort:
+    except (KeyboardInterrupt, typer.Abort):
         err_console.print("aborted")
         return 130
+    except Exception as err:
+        # Usage errors and typer.Exit carry an exit code (typer vendors click in recent versions, so
+        # match on the attributes rather than on click's classes).
+        code = getattr(err, "exit_code", None)
+        if code is None:
+            raise
+        if hasattr(err, "show"):
+            err.show()
+        return int(code)
     return 0
 
 

@@ -17,7 +17,18 @@ def results_table(results: Sequence[RunResult], title: str) -> Table:
         backbone = r.info.backbone["name"] if r.info.backbone else "-"
         groups[(r.info.route, backbone, r.info.protocol)].append(r)
     table = Table(title=title, title_justify="left")
-    for col in ("route", "backbone", "protocol", "seeds", "accuracy %", "95% CI", "macro-F1 %", "ECE", "fit s", "ex/s"):
+    for col in (
+        "route",
+        "backbone",
+        "protocol",
+        "seeds",
+        "accuracy %",
+        "95% CI",
+        "macro-F1 %",
+        "ECE",
+        "fit s",
+        "ex/s",
+    ):
         table.add_column(col, justify="left" if col in ("route", "backbone", "protocol") else "right")
     for (route, backbone, protocol), rs in sorted(groups.items()):
         acc = np.array([r.metrics["accuracy"] for r in rs]) * 100

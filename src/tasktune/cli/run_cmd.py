@@ -33,9 +33,13 @@ def _report(outcome: RunOutcome, title: str, out_dir: Path) -> None:
 def run(
     task_file: Path = typer.Argument(..., help="Path to task.yaml."),
     routes: str = typer.Option("majority", "--routes", help="Comma-separated route names."),
-    backbones: str = typer.Option("", "--backbones", help="Comma-separated backbones (for routes that need one)."),
+    backbones: str = typer.Option(
+        "", "--backbones", help="Comma-separated backbones (for routes that need one)."
+    ),
     protocol: str = typer.Option("full", "--protocol", help="zero | few | full"),
-    seeds: str = typer.Option("", "--seeds", help="Comma-separated seeds (default: 13,21,42,87,100 for few)."),
+    seeds: str = typer.Option(
+        "", "--seeds", help="Comma-separated seeds (default: 13,21,42,87,100 for few)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/<task>)."),
     device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N"),
     fresh: bool = typer.Option(False, "--fresh", help="Redo cells whose results already exist."),

@@ -29,12 +29,17 @@ def render_check(report: CheckReport) -> None:
         table.add_row(s.name, f"{s.size:,}", *cells, s.source)
     console.print(table)
 
-    lengths = Table(title=f"lengths ({report.splits[0].lengths.unit})" if report.splits else "lengths", title_justify="left")
+    lengths = Table(
+        title=f"lengths ({report.splits[0].lengths.unit})" if report.splits else "lengths",
+        title_justify="left",
+    )
     for col in ("split", "min", "mean", "median", "p95", "max"):
         lengths.add_column(col, justify="right" if col != "split" else "left")
     for s in report.splits:
         ls = s.lengths
-        lengths.add_row(s.name, str(ls.min), f"{ls.mean:.1f}", f"{ls.median:.0f}", f"{ls.p95:.0f}", str(ls.max))
+        lengths.add_row(
+            s.name, str(ls.min), f"{ls.mean:.1f}", f"{ls.median:.0f}", f"{ls.p95:.0f}", str(ls.max)
+        )
     console.print(lengths)
 
     for o in report.overlaps:
@@ -52,7 +57,9 @@ def render_check(report: CheckReport) -> None:
 @app.command("check")
 def check(
     task_file: Path = typer.Argument(..., help="Path to task.yaml."),
-    k: int = typer.Option(DEFAULT_K, "--k", help="K per class the few-shot protocol needs (0: do not check)."),
+    k: int = typer.Option(
+        DEFAULT_K, "--k", help="K per class the few-shot protocol needs (0: do not check)."
+    ),
     backbone: str | None = typer.Option(
         None, "--backbone", help="Count lengths in this backbone's tokens instead of words."
     ),
@@ -67,7 +74,9 @@ def check(
 
         tok = load_tokenizer(backbone, allow_hub=allow_hub)
         kwargs = {
-            "lengths": lambda texts: [len(ids) for ids in tok(list(texts), add_special_tokens=True)["input_ids"]],
+            "lengths": lambda texts: [
+                len(ids) for ids in tok(list(texts), add_special_tokens=True)["input_ids"]
+            ],
             "length_unit": f"{backbone} tokens",
         }
     report = check_task(spec, k=k or None, allow_hub=allow_hub, **kwargs)

@@ -29,7 +29,9 @@ class Prediction:
         return self.probs.argmax(axis=1)
 
 
-def predict(scorer: Scorer, examples: Sequence[Example], *, batch_size: int = 32, progress=None) -> Prediction:
+def predict(
+    scorer: Scorer, examples: Sequence[Example], *, batch_size: int = 32, progress=None
+) -> Prediction:
     """Probabilities for every example, batch by batch. ``progress(n_done)`` is called after each batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -37,7 +39,11 @@ def predict(scorer: Scorer, examples: Sequence[Example], *, batch_size: int = 32
     start = time.perf_counter()
     for i in range(0, len(examples), batch_size):
         batch = examples[i : i + batch_size]
-        out.append(check_probabilities(scorer.predict_proba(batch), len(batch), scorer.num_labels, type(scorer).__name__))
+        out.append(
+            check_probabilities(
+                scorer.predict_proba(batch), len(batch), scorer.num_labels, type(scorer).__name__
+            )
+        )
         if progress is not None:
             progress(min(i + batch_size, len(examples)))
     probs = np.concatenate(out) if out else np.zeros((0, scorer.num_labels))

@@ -28,7 +28,15 @@ def check_probabilities(probs: np.ndarray, batch_size: int, num_labels: int, who
     """Guard against a route returning the wrong shape or non-probabilities (a bug, not user error)."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.shape != (batch_size, num_labels):
-        raise RuntimeError(f"{who} returned probabilities of shape {probs.shape}, expected {(batch_size, num_labels)}")
-    if not np.all(np.isfinite(probs)) or np.any(probs < -1e-6) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
-        raise RuntimeError(f"{who} returned values that are not probabilities (non-finite, negative or not summing to 1)")
+        raise RuntimeError(
+            f"{who} returned probabilities of shape {probs.shape}, expected {(batch_size, num_labels)}"
+        )
+    if (
+        not np.all(np.isfinite(probs))
+        or np.any(probs < -1e-6)
+        or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    ):
+        raise RuntimeError(
+            f"{who} returned values that are not probabilities (non-finite, negative or not summing to 1)"
+        )
     return probs

@@ -40,7 +40,14 @@ class LengthStats:
     @classmethod
     def of(cls, lengths: Sequence[int], unit: str) -> LengthStats:
         a = np.asarray(lengths, dtype=np.int64)
-        return cls(unit, int(a.min()), float(a.mean()), float(np.median(a)), float(np.percentile(a, 95)), int(a.max()))
+        return cls(
+            unit,
+            int(a.min()),
+            float(a.mean()),
+            float(np.median(a)),
+            float(np.percentile(a, 95)),
+            int(a.max()),
+        )
 
 
 @dataclass
@@ -131,12 +138,15 @@ def check_task(
         seen = {normalise(e.text if e.text_pair is None else e.text + "\x00" + e.text_pair) for e in tr}
         for ev in eval_like:
             dup = [
-                e.text for e in ev if normalise(e.text if e.text_pair is None else e.text + "\x00" + e.text_pair) in seen
+                e.text
+                for e in ev
+                if normalise(e.text if e.text_pair is None else e.text + "\x00" + e.text_pair) in seen
             ]
             report.overlaps.append(Overlap(tr.name, ev.name, len(dup), dup[:5]))
             if dup:
                 report.warnings.append(
-                    f"{len(dup)} text(s) of {ev.name!r} also appear in {tr.name!r} (leakage inflates test scores)"
+                    f"{len(dup)} text(s) of {ev.name!r} also appear in {tr.name!r} "
+                    "(leakage inflates test scores)"
                 )
 
     if k and "train" in splits:

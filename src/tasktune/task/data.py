@@ -146,19 +146,21 @@ def _to_example(
     class_names: list[str] | None,
 ) -> Example:
     text_col = source.columns.get("text", spec.text_field)
-    pair_col = source.columns.get("text_pair", spec.text_pair_field) if spec.text_pair_field or (
-        "text_pair" in source.columns
-    ) else None
+    pair_col = (
+        source.columns.get("text_pair", spec.text_pair_field)
+        if spec.text_pair_field or ("text_pair" in source.columns)
+        else None
+    )
     label_col = source.columns.get("label", spec.label_field)
 
     def fail(message: str, field: str, value: object = None, expected: str | None = None) -> DataError:
-        return DataError(message, source=where, row=row, line=line, field=field, value=value, expected=expected)
+        return DataError(
+            message, source=where, row=row, line=line, field=field, value=value, expected=expected
+        )
 
     def text_of(col: str) -> str:
         if col not in record:
-            raise fail(
-                "missing field", col, expected=f"a field named {col!r} (row has {sorted(record)[:8]})"
-            )
+            raise fail("missing field", col, expected=f"a field named {col!r} (row has {sorted(record)[:8]})")
         value = record[col]
         if value is None:  # e.g. an empty CSV cell or a JSON null
             raise fail("empty text", col, expected="non-empty text")
@@ -183,7 +185,10 @@ def _to_example(
         label = value  # an integer label is an index into the task's labels
     else:
         raise fail(
-            "unknown label", label_col, value, expected=f"one of {list(label_index)} or an index 0..{len(label_index) - 1}"
+            "unknown label",
+            label_col,
+            value,
+            expected=f"one of {list(label_index)} or an index 0..{len(label_index) - 1}",
         )
     return Example(text=text, label=label, text_pair=pair, row=row)
 
@@ -221,5 +226,7 @@ def load_split(spec: TaskSpec, split: str, *, allow_hub: bool = False) -> Split:
     return Split(name=split, source=where, examples=examples)
 
 
-def load_splits(spec: TaskSpec, splits: Iterable[str] | None = None, *, allow_hub: bool = False) -> dict[str, Split]:
+def load_splits(
+    spec: TaskSpec, splits: Iterable[str] | None = None, *, allow_hub: bool = False
+) -> dict[str, Split]:
     return {name: load_split(spec, name, allow_hub=allow_hub) for name in (splits or spec.data)}

@@ -85,7 +85,7 @@ def full_data(
     train_idx, dev_idx = [], []
     for idx in _by_class(split, num_labels):
         perm = rng.permutation(idx)
-        n_dev = int(round(len(perm) * dev_fraction)) if len(perm) > 1 else 0
+        n_dev = round(len(perm) * dev_fraction) if len(perm) > 1 else 0
         dev_idx.append(perm[:n_dev])
         train_idx.append(perm[n_dev:])
     tr = rng.permutation(np.concatenate(train_idx))

@@ -206,7 +206,9 @@ def _format_validation_error(err: ValidationError) -> list[str]:
 def parse_task(data: object, *, source: Path | str = "<task>", base_dir: Path | None = None) -> TaskSpec:
     """Validate a task given as a mapping (already parsed YAML)."""
     if not isinstance(data, dict):
-        raise TaskFileError(source, [f"expected a mapping of fields at the top level, got {type(data).__name__}"])
+        raise TaskFileError(
+            source, [f"expected a mapping of fields at the top level, got {type(data).__name__}"]
+        )
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as err:

@@ -38,7 +38,9 @@ class MajorityRoute:
         counts = np.bincount([e.label for e in ctx.train], minlength=ctx.task.num_labels).astype(np.float64)
         prior = (counts + 1.0) / (counts.sum() + len(counts))
         # Break ties towards the lowest label index deterministically: argmax already does.
-        return Fitted(PriorScorer(prior), config={"prior": prior.round(6).tolist(), "train_size": len(ctx.train)})
+        return Fitted(
+            PriorScorer(prior), config={"prior": prior.round(6).tolist(), "train_size": len(ctx.train)}
+        )
 
 
 register_route("majority")(MajorityRoute)

@@ -1,0 +1,68 @@
+import json
+from pathlib import Path
+
+from tasktune.cli.main import main
+from tests.conftest import write_jsonl
+
+
+def test_task_check_prints_counts(task_dir, capsys):
+    assert (
+        main(["task", "check", str(task_dir / "task.yaml"), "--k", "8", "--json", str(task_dir / "r.json")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "task check passed" in out and "40 (50%)" in out
+    assert json.loads((task_dir / "r.json").read_text())["splits"][0]["size"] == 80
+
+
+def test_task_check_with_tokenizer(task_dir, tiny_llama_dir, capsys):
+    assert (
+        main(["task", "check", str(task_dir / "task.yaml"), "--k", "0", "--backbone", str(tiny_llama_dir)])
+        == 0
+    )
+    assert "tokens" in capsys.readouterr().out
+
+
+def test_user_error_is_one_message_not_a_traceback(task_dir, capsys):
+    write_jsonl(
+        task_dir / "train.jsonl", [{"text": "ok", "label": "positive"}, {"text": "x", "label": "meh"}]
+    )
+    assert main(["task", "check", str(task_dir / "task.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "line 2" in err and "unknown label" in err
+    assert "Traceback" not in err
+
+
+def test_usage_error_exit_code(capsys):
+    assert main(["task", "check"]) == 2
+
+
+def test_run_writes_results_and_resumes(task_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", str(task_dir / "task.yaml"), "--routes", "majority", "--out", str(out)]
+    assert main(args) == 0
+    files = list(out.glob("*.json"))
+    assert [f.name for f in files] == ["majority--none--full--s13.json"]
+    result = json.loads(files[0].read_text())
+    assert result["metrics"]["accuracy"] == 0.5 and len(result["records"]) == 20
+    assert main(args) == 0
+    assert "1 reused" in capsys.readouterr().out
+
+
+def test_run_unknown_route(task_dir, tmp_path, capsys):
+    assert main(["run", str(task_dir / "task.yaml"), "--routes", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown route 'nope'" in capsys.readouterr().err
+
+
+def test_backbones_list_and_info(tiny_bert_dir, capsys):
+    assert main(["backbones", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct" in out and "all-minilm-l6-v2" in out
+    assert main(["backbones", "info", str(tiny_bert_dir), "--device", "cpu"]) == 0
+    assert "BertModel" in capsys.readouterr().out
+
+
+def test_demo_task_file_is_bundled():
+    from tasktune.cli.run_cmd import DEMO_TASK
+
+    assert Path(DEMO_TASK).is_file()
