@@ -74,11 +74,11 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder."
     """The bundled demo end to end: check the task, prepare the embedded backbones, run every route."""
     from tasktune.cli import backbones_cmd, task_cmd
 
-    console.rule("1. task check")
-    task_cmd.check(DEMO_TASK, k=16, backbone=None, allow_hub=False, json_out=None)
-    console.rule("2. embedded backbones")
+    console.rule("1. embedded backbones")
     backbones_cmd.prepare_cmd(names=None, force=False)
     backbones_cmd.list_()
+    console.rule("2. task check")
+    task_cmd.check(DEMO_TASK, k=16, backbone="smollm2-135m-instruct", allow_hub=False, json_out=None)
     console.rule("3. routes")
     run(
         DEMO_TASK,
