@@ -1,0 +1,110 @@
+"""Export a registry artifact in PEFT's own adapter layout, so plain
+``PeftModel.from_pretrained(base_model, out_dir)`` loads it: ``adapter_config.json`` (the PEFT
+config) and ``adapter_model.safetensors`` (PEFT state-dict keys, adapter name stripped).
+
+Supported kinds: ``soft-prompt`` (PromptTuningConfig), ``deep-prompt`` (PrefixTuningConfig) and
+``lora`` (LoraConfig). The registry's tensor names already follow PEFT's, so tensors are written
+unchanged; only the config is rebuilt from the artifact (backbone identity + stored config JSON).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from pathlib import Path
+from typing import Any
+
+from tasktune.registry.artifact import Artifact
+from tasktune.registry.errors import RegistryError
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# Fields PEFT sets itself or that describe where the config came from, not the adapter.
+_NOT_USER_FIELDS = {"peft_type", "base_model_name_or_path", "revision", "auto_mapping", "peft_version"}
+
+
+def peft_config_to_json(config: Any) -> dict[str, Any]:
+    """A PEFT config as plain JSON data (sets → sorted lists, enums → values), for the
+    ``lora_config.json`` / ``prefix_config.json`` / ``prompt_config.json`` artifact files."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, set | frozenset):
+            return sorted(plain(v) for v in value)
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        return value
+
+    data = plain(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config))
+    json.dumps(data, allow_nan=False)  # fail here, naming nothing hidden, if a field is not JSON
+    return {k: v for k, v in data.items() if k not in _NOT_USER_FIELDS}
+
+
+def _build(config_cls: type, fields: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(fields) - known - _NOT_USER_FIELDS)
+    if unknown:
+        raise RegistryError(f"{where}: {config_cls.__name__} has no field(s) {unknown}")
+    kwargs = {k: v for k, v in fields.items() if k in known and k not in _NOT_USER_FIELDS}
+    try:
+        return config_cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise RegistryError(f"{where}: invalid {config_cls.__name__}: {err}") from err
+
+
+def _default_task_type(artifact: Artifact) -> str:
+    backbone = artifact.backbone
+    return "CAUSAL_LM" if backbone is not None and backbone.kind == "causal" else "FEATURE_EXTRACTION"
+
+
+def build_peft_config(artifact: Artifact, base_model_name_or_path: str) -> Any:
+    """The PEFT config object matching an artifact (raises for kinds PEFT cannot load)."""
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig
+
+    where = f"{artifact.task} v{artifact.version} ({artifact.kind})"
+    backbone = artifact.backbone
+    if artifact.kind in ("soft-prompt", "deep-prompt"):
+        assert backbone is not None  # enforced at save time for these kinds
+        num_tokens = int(artifact.tensors["prompt_embeddings"].shape[0])
+        name = "prompt_config.json" if artifact.kind == "soft-prompt" else "prefix_config.json"
+        fields = {"task_type": _default_task_type(artifact), **artifact.json_files.get(name, {})}
+        fields.update(num_virtual_tokens=num_tokens, num_layers=backbone.num_layers, inference_mode=True)
+        if artifact.kind == "soft-prompt":
+            # The stored embedding is the trained prompt itself: no tokenizer-based init is needed.
+            fields.update(token_dim=backbone.hidden_size, num_transformer_submodules=1)
+            fields["prompt_tuning_init"] = "RANDOM"
+            fields.pop("prompt_tuning_init_text", None)
+            config = _build(PromptTuningConfig, fields, where)
+        else:
+            # Saved prefixes are already projected (PEFT saves the encoder's output), so the
+            # exported adapter loads them directly without the projection MLP.
+            fields["prefix_projection"] = False
+            config = _build(PrefixTuningConfig, fields, where)
+    elif artifact.kind == "lora":
+        fields = {**artifact.json_files["lora_config.json"], "inference_mode": True}
+        config = _build(LoraConfig, fields, where)
+    else:
+        raise RegistryError(
+            f"{where}: PEFT export supports soft-prompt, deep-prompt and lora, not {artifact.kind!r}"
+        )
+    config.base_model_name_or_path = base_model_name_or_path
+    return config
+
+
+def export_peft(artifact: Artifact, out_dir: Path | str, base_model_name_or_path: str) -> Path:
+    """Write ``adapter_config.json`` + ``adapter_model.safetensors`` into ``out_dir`` (new or empty)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RegistryError(f"{out}: export folder must be new or empty (refusing to overwrite files)")
+    config = build_peft_config(artifact, base_model_name_or_path)
+    out.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(out))
+    tensors = {k: v.contiguous() for k, v in artifact.tensors.items()}
+    save_file(tensors, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    return out
