@@ -111,7 +111,7 @@ def run_matrix(
                         protocol=ps.protocol,
                         seed=seed,
                         backbone=backbone,
-                        unlabelled=tuple(e.text for e in splits["train"])[:2048] if "train" in splits else (),
+                        unlabelled=tuple(e.text for e in splits["train"]) if "train" in splits else (),
                     )
                     start = time.perf_counter()
                     fitted = route.fit(ctx)

@@ -37,6 +37,8 @@ class Fitted:
     config: dict[str, Any] = field(default_factory=dict)
     trainable_parameters: int = 0
     artifact_bytes: int = 0
+    # What the registry stores: {"kind": ..., "tensors": {...}, "json_files": {...}} (see registry docs).
+    artifact: dict[str, Any] | None = None
 
 
 class Route(Protocol):

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasktune.errors import TaskFileError
+from tasktune.sandbox import check_template
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -107,6 +108,25 @@ class Constraints(_Strict):
     label_budget: Annotated[int, Field(gt=0)] | None = None
 
 
+class PromptHint(_Strict):
+    """The task author's wording for prompts (all optional, jinja templates in the sandbox).
+
+    Zero-shot prompting uses it as is — no labelled example is needed to choose it — and the
+    prompt search tries it next to generic variants.
+    """
+
+    instruction: str | None = None
+    input_template: str | None = None
+    cue: str | None = None
+
+    @field_validator("instruction", "input_template", "cue")
+    @classmethod
+    def _safe(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_template(v)
+        return v
+
+
 class TaskSpec(_Strict):
     """A classification task: fields, labels, data per split, metric, constraints and seed."""
 
@@ -119,6 +139,7 @@ class TaskSpec(_Strict):
     data: dict[str, DataSource]
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     constraints: Constraints = Field(default_factory=Constraints)
+    prompt: PromptHint = Field(default_factory=PromptHint)
     seed: int = 13
     # The folder the task file lives in; relative data paths resolve against it. Not part of the YAML.
     base_dir: Path = Field(default=Path("."), exclude=True)

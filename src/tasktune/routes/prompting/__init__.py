@@ -1,0 +1,1 @@
+"""Route 1: prompt engineering — templates, label words, demonstrations, calibration, search."""

@@ -1,0 +1,73 @@
+"""Choosing demonstrations for a prompt: K per class from the training pool only (never the split
+being evaluated), at random (seeded) or as nearest neighbours of the query by sentence embedding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tasktune.task.data import Example
+
+Embed = Callable[[Sequence[str]], np.ndarray]  # texts → (N, H) unit vectors
+
+
+class DemoSelector:
+    def __init__(
+        self,
+        pool: Sequence[Example],
+        num_labels: int,
+        per_class: int,
+        *,
+        selection: str = "random",
+        order: str = "fixed",
+        seed: int = 13,
+        embed: Embed | None = None,
+    ):
+        self.pool, self.per_class, self.selection, self.order, self.seed = (
+            list(pool),
+            per_class,
+            selection,
+            order,
+            seed,
+        )
+        self.by_class = [[i for i, e in enumerate(self.pool) if e.label == c] for c in range(num_labels)]
+        if per_class and any(len(ix) < per_class for ix in self.by_class):
+            sizes = [len(ix) for ix in self.by_class]
+            raise ValueError(
+                f"{per_class} demonstrations per class requested but the pool has {sizes} per class"
+            )
+        if selection == "knn":
+            if embed is None:
+                raise ValueError("nearest-neighbour demonstrations need an embedding function")
+            self.embed = embed
+            self.pool_vectors = embed([e.text for e in self.pool]) if self.pool else None
+        rng = np.random.default_rng(seed)
+        fixed = [i for ix in self.by_class for i in rng.permutation(ix)[:per_class]] if per_class else []
+        self.fixed = [self.pool[i] for i in rng.permutation(fixed)] if fixed else []
+
+    def for_queries(self, queries: Sequence[Example]) -> list[list[Example]]:
+        if not self.per_class:
+            return [[] for _ in queries]
+        if self.selection == "knn":
+            q = self.embed([e.text for e in queries])  # (B, H)
+            sims = q @ self.pool_vectors.T  # (B, N)
+            out = []
+            for row in sims:
+                chosen = []
+                for ix in self.by_class:
+                    ix = np.asarray(ix)
+                    chosen += ix[np.argsort(-row[ix], kind="stable")[: self.per_class]].tolist()
+                # Most similar last, right before the query (as in Liu et al. 2022).
+                out.append([self.pool[i] for i in sorted(chosen, key=lambda i: row[i])])
+            return out
+        if self.order == "sampled":
+            # A per-query order, reproducible from the seed and the query's row.
+            return [
+                [
+                    self.fixed[i]
+                    for i in np.random.default_rng((self.seed, e.row)).permutation(len(self.fixed))
+                ]
+                for e in queries
+            ]
+        return [list(self.fixed) for _ in queries]

@@ -1,0 +1,149 @@
+"""The prompting route: adapt a frozen model with nothing but the prompt.
+
+- causal LM, zero-shot: the task's own wording, first label words, calibrated on unlabelled
+  training texts (mean) or content-free inputs (contextual) — no label is used;
+- causal LM, few-shot / full data: :func:`~tasktune.routes.prompting.search.search` on dev;
+- encoder: similarity with the label descriptions (zero-shot; with dev data the description style
+  is chosen on dev).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tasktune.errors import TaskTuneError
+from tasktune.routes.base import FitContext, Fitted
+from tasktune.routes.prompting import calibration
+from tasktune.routes.prompting.config import PromptConfig
+from tasktune.routes.prompting.demos import DemoSelector
+from tasktune.routes.prompting.encoder import SimilarityScorer
+from tasktune.routes.prompting.predictor import CausalPromptScorer
+from tasktune.routes.prompting.search import search, zero_shot_config
+from tasktune.routes.registry import register_route
+from tasktune.task.data import Example
+
+log = logging.getLogger(__name__)
+SEARCH_DEV_LIMIT = 200  # dev examples scored per search trial (stratified sample when dev is larger)
+SEARCH_UNLABELLED = 48  # unlabelled texts for mean calibration inside the search
+FINAL_UNLABELLED = 400  # ... and for the chosen prompt
+
+
+def _sample(items: tuple, n: int, seed: int) -> list:
+    if len(items) <= n:
+        return list(items)
+    idx = np.random.default_rng(seed).permutation(len(items))[:n]
+    return [items[i] for i in sorted(idx)]
+
+
+def fit_causal_prompt(ctx: FitContext, config: PromptConfig) -> tuple[CausalPromptScorer, dict[str, Any]]:
+    """Build the scorer for ``config``: demonstrations from train, calibration bias estimated."""
+    b = ctx.backbone
+    selector = (
+        DemoSelector(
+            ctx.train,
+            ctx.task.num_labels,
+            config.demos_per_class,
+            selection=config.demo_selection,
+            order=config.demo_order,
+            seed=config.seed,
+        )
+        if config.demos_per_class
+        else None
+    )
+    scorer = CausalPromptScorer(b, ctx.task, config, selector)
+    bias = None
+    if config.calibration == "contextual":
+        bias = calibration.contextual_bias(
+            scorer.scores_in_batches([Example(t, 0) for t in calibration.CONTENT_FREE])
+        )
+    elif config.calibration == "mean":
+        texts = _sample(ctx.unlabelled, min(config.calibration_texts, FINAL_UNLABELLED), config.seed)
+        if not texts:
+            raise TaskTuneError(
+                "mean calibration needs unlabelled training texts; the task has no train split"
+            )
+        bias = calibration.mean_bias(scorer.scores_in_batches([Example(t, 0) for t in texts]))
+    scorer.bias = bias
+    artifact = {
+        "config": config.model_dump(mode="json"),
+        "demonstrations": [
+            {"text": e.text, "label": ctx.task.label_names[e.label]}
+            for e in (selector.fixed if selector else [])
+        ],
+        "bias": None if bias is None else [float(x) for x in bias],
+        "backbone": b.name,
+    }
+    return scorer, artifact
+
+
+@dataclass
+class PromptingRoute:
+    name: str = "prompting"
+    needs_backbone: bool = True
+
+    def fit(self, ctx: FitContext) -> Fitted:
+        if ctx.backbone is None:
+            raise TaskTuneError("the prompting route needs a backbone")
+        if ctx.backbone.kind == "encoder":
+            return self._fit_encoder(ctx)
+        search_summary: list[dict] = []
+        if ctx.protocol == "zero" or not ctx.dev:
+            config = zero_shot_config(ctx.task, has_unlabelled=bool(ctx.unlabelled)).model_copy(
+                update={"seed": ctx.seed}
+            )
+        else:
+            dev = _stratified(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed)
+            unl = [Example(t, 0) for t in _sample(ctx.unlabelled, SEARCH_UNLABELLED, ctx.seed)]
+            result = search(ctx.backbone, ctx.task, ctx.train, dev, unl, seed=ctx.seed)
+            config = result.best
+            search_summary = result.table()[:10]
+        scorer, artifact = fit_causal_prompt(ctx, config)
+        blob = json.dumps(artifact)
+        return Fitted(
+            scorer,
+            config={"prompt": artifact["config"], "search_top": search_summary, "bias": artifact["bias"]},
+            trainable_parameters=0,
+            artifact_bytes=len(blob.encode()),
+            artifact={"kind": "prompt", "json_files": {"prompt.json": artifact}},
+        )
+
+    def _fit_encoder(self, ctx: FitContext) -> Fitted:
+        style = "description"
+        if ctx.dev and ctx.protocol != "zero":
+            dev = _stratified(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed)
+            y = np.array([e.label for e in dev])
+            accs = {}
+            for candidate in ("description", "words", "name"):
+                accs[candidate] = float(
+                    (
+                        SimilarityScorer(ctx.backbone, ctx.task, candidate).predict_proba(dev).argmax(1) == y
+                    ).mean()
+                )
+            style = max(accs, key=accs.get)
+        scorer = SimilarityScorer(ctx.backbone, ctx.task, style)
+        artifact = {"style": style, "temperature": scorer.temperature, "backbone": ctx.backbone.name}
+        return Fitted(
+            scorer,
+            config={"label_text": style},
+            artifact_bytes=len(json.dumps(artifact).encode()),
+            artifact={"kind": "prompt", "json_files": {"prompt.json": artifact}},
+        )
+
+
+def _stratified(examples: tuple[Example, ...], n: int, seed: int) -> list[Example]:
+    if len(examples) <= n:
+        return list(examples)
+    rng = np.random.default_rng(seed)
+    labels = np.array([e.label for e in examples])
+    classes = np.unique(labels)
+    per = max(1, n // len(classes))
+    idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per] for c in classes])
+    return [examples[i] for i in sorted(idx)]
+
+
+register_route("prompting")(PromptingRoute)

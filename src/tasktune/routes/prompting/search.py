@@ -1,0 +1,166 @@
+"""Prompt search: instruction/cue variants × chat or plain × label-word sets × demonstrations ×
+calibration, each scored on the dev split (never on test); the best is kept.
+
+Small models are very sensitive to wording, so the search is the route, not an extra. It is cheap
+where it can be: one scoring pass per (variant, chat, demonstrations) scores the union of all
+label-word sets, and calibration choices reuse the same scores.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from tasktune.backbones.loading import Backbone
+from tasktune.routes.prompting import calibration
+from tasktune.routes.prompting.config import PromptConfig
+from tasktune.routes.prompting.demos import DemoSelector
+from tasktune.routes.prompting.predictor import CausalPromptScorer
+from tasktune.routes.prompting.scoring import label_scores
+from tasktune.task.data import Example
+from tasktune.task.spec import TaskSpec
+
+log = logging.getLogger(__name__)
+GENERIC_CUES = ("Answer:", "The answer is")
+
+
+def base_variants(task: TaskSpec) -> list[PromptConfig]:
+    """The task author's wording (when given) and generic ones."""
+    variants = []
+    hint = task.prompt
+    if hint.instruction or hint.input_template or hint.cue:
+        fields = {k: v for k, v in hint.model_dump().items() if v is not None}
+        variants.append(PromptConfig(name="task", **fields))
+    variants += [PromptConfig(name=f"generic-{i}", cue=cue) for i, cue in enumerate(GENERIC_CUES)]
+    return variants
+
+
+def zero_shot_config(task: TaskSpec, *, has_unlabelled: bool) -> PromptConfig:
+    """The zero-shot prompt: chosen without any label — the task's wording, first label words, and
+    mean calibration on unlabelled training texts when there are some (contextual otherwise)."""
+    base = base_variants(task)[0]
+    first = {label.name: (label.label_words[0],) for label in task.labels}
+    return base.model_copy(
+        update={"label_words": first, "calibration": "mean" if has_unlabelled else "contextual"}
+    )
+
+
+def word_sets(task: TaskSpec) -> dict[str, list[tuple[str, ...]]]:
+    sets = {
+        "first": [(label.label_words[0],) for label in task.labels],
+        "all": [tuple(label.label_words) for label in task.labels],
+        "names": [(label.name,) for label in task.labels],
+    }
+    unique: dict[str, list[tuple[str, ...]]] = {}
+    for name, ws in sets.items():
+        if ws not in unique.values():
+            unique[name] = ws
+    return unique
+
+
+@dataclass
+class Trial:
+    config: PromptConfig
+    dev_accuracy: float
+    dev_nll: float
+
+    def key(self) -> tuple[float, float]:
+        return (self.dev_accuracy, -self.dev_nll)
+
+
+@dataclass
+class SearchResult:
+    best: PromptConfig
+    trials: list[Trial] = field(default_factory=list)
+
+    def table(self) -> list[dict]:
+        return [
+            {
+                "name": t.config.name,
+                "chat": t.config.chat,
+                "demos": t.config.demos_per_class,
+                "words": t.config.label_words,
+                "calibration": t.config.calibration,
+                "dev_accuracy": round(t.dev_accuracy, 4),
+                "dev_nll": round(t.dev_nll, 4),
+            }
+            for t in sorted(self.trials, key=Trial.key, reverse=True)
+        ]
+
+
+def _scores(scorer: CausalPromptScorer, examples: Sequence[Example], batch_size: int) -> np.ndarray:
+    if not examples:
+        return np.zeros((0, len(scorer.word_strings)))
+    return np.concatenate(
+        [scorer.word_scores(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
+    )
+
+
+def search(
+    backbone: Backbone,
+    task: TaskSpec,
+    train: Sequence[Example],
+    dev: Sequence[Example],
+    unlabelled: Sequence[Example],
+    *,
+    seed: int = 13,
+    demo_counts: Sequence[int] = (0, 1, 2),
+    batch_size: int = 16,
+    progress: Callable[[str], None] | None = None,
+) -> SearchResult:
+    if not dev:
+        raise ValueError("the prompt search needs labelled dev examples")
+    y = np.array([e.label for e in dev])
+    sets = word_sets(task)
+    union = [tuple(dict.fromkeys(w for ws in sets.values() for w in ws[c])) for c in range(task.num_labels)]
+    has_chat = bool(getattr(backbone.tokenizer, "chat_template", None))
+    pool_min = min(sum(1 for e in train if e.label == c) for c in range(task.num_labels)) if train else 0
+    demo_counts = [d for d in demo_counts if d <= pool_min]
+    content_free = [Example(t, 0) for t in calibration.CONTENT_FREE]
+    trials: list[Trial] = []
+    for variant, chat, demos in itertools.product(
+        base_variants(task), (True, False) if has_chat else (False,), demo_counts
+    ):
+        config = variant.model_copy(update={"chat": chat, "demos_per_class": demos, "seed": seed})
+        selector = DemoSelector(train, task.num_labels, demos, seed=seed) if demos else None
+        scorer = CausalPromptScorer(backbone, task, config, selector, words=union)
+        if progress:
+            progress(f"{config.name} chat={chat} demos={demos}")
+        dev_w = torch.from_numpy(_scores(scorer, dev, batch_size))
+        cf_w = torch.from_numpy(_scores(scorer, content_free, batch_size))
+        un_w = torch.from_numpy(_scores(scorer, unlabelled, batch_size))
+        for set_name, ws in sets.items():
+            groups = []
+            start = 0
+            for c in range(task.num_labels):
+                groups.append([start + union[c].index(w) for w in ws[c]])
+                start += len(union[c])
+            dev_s, cf_s, un_s = (label_scores(t, groups).numpy() for t in (dev_w, cf_w, un_w))
+            biases = {"none": None, "contextual": calibration.contextual_bias(cf_s)}
+            if len(un_s):
+                biases["mean"] = calibration.mean_bias(un_s)
+            for cal_name, bias in biases.items():
+                probs = calibration.apply(dev_s, bias)
+                acc = float((probs.argmax(1) == y).mean())
+                nll = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+                chosen = config.model_copy(
+                    update={
+                        "label_words": dict(zip(task.label_names, ws, strict=True)),
+                        "calibration": cal_name,
+                        "name": f"{config.name}/{set_name}",
+                    }
+                )
+                trials.append(Trial(chosen, acc, nll))
+    best = max(trials, key=Trial.key)
+    log.info(
+        "prompt search: best %s dev accuracy %.3f of %d trials",
+        best.config.name,
+        best.dev_accuracy,
+        len(trials),
+    )
+    return SearchResult(best.config, trials)

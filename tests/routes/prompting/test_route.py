@@ -1,0 +1,51 @@
+import numpy as np
+
+from tasktune.routes import get_route
+from tasktune.routes.base import FitContext
+from tasktune.routes.prompting.search import base_variants, search, word_sets, zero_shot_config
+from tasktune.task.data import Example
+
+TRAIN = tuple(Example(f"{w} review number {i}", i % 2, row=i + 1) for i, w in enumerate(["bad", "good"] * 6))
+DEV = tuple(Example(f"{w} thing {i}", i % 2, row=100 + i) for i, w in enumerate(["terrible", "great"] * 3))
+TEST = [Example("great soup", 1), Example("rude waiter", 0), Example("the food was great", 1)]
+
+
+def test_zero_shot_uses_task_wording_and_no_labels(task, tiny_llama):
+    config = zero_shot_config(task, has_unlabelled=True)
+    assert config.cue == "It was" and config.calibration == "mean"
+    assert config.label_words == {"negative": ("bad",), "positive": ("good",)}
+    ctx = FitContext(task, (), (), "zero", 13, tiny_llama, unlabelled=tuple(e.text for e in TRAIN))
+    fitted = get_route("prompting").fit(ctx)
+    probs = fitted.scorer.predict_proba(TEST)
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1)
+    assert fitted.trainable_parameters == 0 and fitted.artifact["kind"] == "prompt"
+    assert fitted.artifact["json_files"]["prompt.json"]["bias"] is not None
+
+
+def test_search_tries_every_combination_and_keeps_the_best(task, tiny_chat_llama):
+    result = search(tiny_chat_llama, task, TRAIN, DEV, [Example(e.text, 0) for e in TRAIN], demo_counts=(0, 1))
+    n_variants, n_sets = len(base_variants(task)), len(word_sets(task))
+    assert len(result.trials) == n_variants * 2 * 2 * n_sets * 3  # variants × chat × demos × words × calibration
+    best = max(result.trials, key=lambda t: t.key())
+    assert result.best == best.config
+    assert result.table()[0]["dev_accuracy"] == round(best.dev_accuracy, 4)
+
+
+def test_few_shot_route_runs_search_and_demos_come_from_train(task, tiny_llama):
+    ctx = FitContext(task, TRAIN, DEV, "few", 13, tiny_llama, unlabelled=tuple(e.text for e in TRAIN))
+    fitted = get_route("prompting").fit(ctx)
+    stored = fitted.artifact["json_files"]["prompt.json"]
+    train_texts = {e.text for e in TRAIN}
+    assert all(d["text"] in train_texts for d in stored["demonstrations"])
+    assert fitted.config["search_top"]
+    assert fitted.scorer.predict_proba(TEST).shape == (3, 2)
+
+
+def test_encoder_prompting_by_label_description_similarity(task, tiny_bert_dir):
+    from tasktune.backbones.loading import load_backbone
+
+    bert = load_backbone(str(tiny_bert_dir), device="cpu")
+    fitted = get_route("prompting").fit(FitContext(task, (), (), "zero", 13, bert))
+    probs = fitted.scorer.predict_proba(TEST)
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1)
+    assert fitted.config == {"label_text": "description"}
