@@ -80,11 +80,12 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder."
     console.rule("2. task check")
     task_cmd.check(DEMO_TASK, k=16, backbone="smollm2-135m-instruct", allow_hub=False, json_out=None)
     console.rule("3. routes")
+    # Zero-shot for now (no labelled example used); trained routes join as they land.
     run(
         DEMO_TASK,
-        routes="majority",
-        backbones="",
-        protocol="full",
+        routes="majority,prompting",
+        backbones="smollm2-135m-instruct,all-minilm-l6-v2",
+        protocol="zero",
         seeds="",
         out=out,
         device=None,

@@ -1,0 +1,52 @@
+"""Shared helpers for benchmark scripts: machine/version info and result files in the format of
+../shared/BENCHMARKS.md (``machine``, ``versions``, ``settings``, ``rows``, ``summary``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tasktune.provenance import git_revision, machine_info, package_versions, utc_now
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def device_tag() -> str:
+    """``cpu`` or the GPU's short name (``h100``, ``h200``, ``a100`` ...)."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    name = torch.cuda.get_device_name(0).lower()
+    for tag in ("h200", "h100", "a100", "l40s", "l4", "a10g", "t4", "v100"):
+        if tag in name:
+            return tag
+    return name.split()[-1]
+
+
+def write_result(name: str, *, settings: dict, rows: list[dict], summary: dict, merge: bool = False) -> Path:
+    """Write ``bench/results/<name>-<device>.json``; with ``merge`` keep other rows/keys already there."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{device_tag()}.json"
+    if merge and path.is_file():
+        old = json.loads(path.read_text())
+        keys = {(r.get("task"), r.get("protocol"), r.get("route"), r.get("backbone")) for r in rows}
+        rows = [
+            r
+            for r in old.get("rows", [])
+            if (r.get("task"), r.get("protocol"), r.get("route"), r.get("backbone")) not in keys
+        ] + rows
+        summary = {**old.get("summary", {}), **summary}
+        settings = {**old.get("settings", {}), **settings}
+    data = {
+        "created": utc_now(),
+        "git": git_revision(),
+        "machine": machine_info(),
+        "versions": package_versions(),
+        "settings": settings,
+        "rows": rows,
+        "summary": summary,
+    }
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    print(json.dumps(summary))
+    return path
