@@ -21,7 +21,7 @@ from tasktune.routes.base import FitContext, Fitted
 from tasktune.routes.prompting import calibration
 from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
-from tasktune.routes.prompting.encoder import SimilarityScorer
+from tasktune.routes.prompting.encoder import Embedder, SimilarityScorer
 from tasktune.routes.prompting.predictor import CausalPromptScorer
 from tasktune.routes.prompting.search import search, zero_shot_config
 from tasktune.routes.registry import register_route
@@ -40,21 +40,36 @@ def _sample(items: tuple, n: int, seed: int) -> list:
     return [items[i] for i in sorted(idx)]
 
 
+KNN_ENCODER = "all-minilm-l6-v2"
+
+
+def knn_embedder():
+    """Sentence embeddings for nearest-neighbour demonstrations (all-MiniLM-L6-v2, loaded once)."""
+    global _KNN_EMBEDDER
+    if _KNN_EMBEDDER is None:
+        from tasktune.backbones.loading import load_backbone
+
+        _KNN_EMBEDDER = Embedder(load_backbone(KNN_ENCODER))
+    return _KNN_EMBEDDER
+
+
+_KNN_EMBEDDER = None
+
+
 def fit_causal_prompt(ctx: FitContext, config: PromptConfig) -> tuple[CausalPromptScorer, dict[str, Any]]:
     """Build the scorer for ``config``: demonstrations from train, calibration bias estimated."""
     b = ctx.backbone
-    selector = (
-        DemoSelector(
+    selector = None
+    if config.demos_per_class:
+        selector = DemoSelector(
             ctx.train,
             ctx.task.num_labels,
             config.demos_per_class,
             selection=config.demo_selection,
             order=config.demo_order,
             seed=config.seed,
+            embed=knn_embedder() if config.demo_selection == "knn" else None,
         )
-        if config.demos_per_class
-        else None
-    )
     scorer = CausalPromptScorer(b, ctx.task, config, selector)
     bias = None
     if config.calibration == "contextual":
@@ -71,9 +86,14 @@ def fit_causal_prompt(ctx: FitContext, config: PromptConfig) -> tuple[CausalProm
     scorer.bias = bias
     artifact = {
         "config": config.model_dump(mode="json"),
+        # Fixed demonstrations are the prompt; nearest-neighbour ones are chosen per input from the pool.
         "demonstrations": [
             {"text": e.text, "label": ctx.task.label_names[e.label]}
-            for e in (selector.fixed if selector else [])
+            for e in (selector.fixed if selector and config.demo_selection == "random" else [])
+        ],
+        "demo_pool": [
+            {"text": e.text, "label": ctx.task.label_names[e.label]}
+            for e in (ctx.train if selector and config.demo_selection == "knn" else [])
         ],
         "bias": None if bias is None else [float(x) for x in bias],
         "backbone": b.name,
