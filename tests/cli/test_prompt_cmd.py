@@ -11,7 +11,9 @@ def _prompts(tmp_path):
 
 def test_prompt_ab_prints_test_and_verdict(task_dir, tiny_llama_dir, tmp_path, capsys):
     a, b = _prompts(tmp_path)
-    code = main(["prompt", "ab", str(task_dir / "task.yaml"), str(a), str(b), "--backbone", str(tiny_llama_dir)])
+    code = main(
+        ["prompt", "ab", str(task_dir / "task.yaml"), str(a), str(b), "--backbone", str(tiny_llama_dir)]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "McNemar exact test" in out and "p =" in out
@@ -21,7 +23,9 @@ def test_prompt_ab_prints_test_and_verdict(task_dir, tiny_llama_dir, tmp_path, c
 
 def test_prompt_eval(task_dir, tiny_llama_dir, tmp_path, capsys):
     a, _ = _prompts(tmp_path)
-    assert main(["prompt", "eval", str(task_dir / "task.yaml"), str(a), "--backbone", str(tiny_llama_dir)]) == 0
+    assert (
+        main(["prompt", "eval", str(task_dir / "task.yaml"), str(a), "--backbone", str(tiny_llama_dir)]) == 0
+    )
     assert "accuracy" in capsys.readouterr().out
 
 
@@ -37,7 +41,17 @@ def test_bad_prompt_file_is_a_clear_error(task_dir, tiny_llama_dir, tmp_path, ca
 def test_search_stores_in_registry_and_export_prints_text(task_dir, tiny_llama_dir, tmp_path, capsys):
     reg = tmp_path / "reg"
     task = str(task_dir / "task.yaml")
-    args = ["prompt", "search", task, "--protocol", "few", "--backbone", str(tiny_llama_dir), "--registry", str(reg)]
+    args = [
+        "prompt",
+        "search",
+        task,
+        "--protocol",
+        "few",
+        "--backbone",
+        str(tiny_llama_dir),
+        "--registry",
+        str(reg),
+    ]
     assert main(args) == 0
     assert "stored as tiny v1" in capsys.readouterr().out
     assert main(["prompt", "export", task, "--registry", str(reg)]) == 0

@@ -12,7 +12,11 @@ TASK = parse_task(
             {"name": "positive", "words": ["good", "great"]},
         ],
         "data": {"test": {"path": "x.jsonl"}},
-        "prompt": {"instruction": "Is it good or bad?", "input_template": "Review: {{ text }}", "cue": "It was"},
+        "prompt": {
+            "instruction": "Is it good or bad?",
+            "input_template": "Review: {{ text }}",
+            "cue": "It was",
+        },
     }
 )
 

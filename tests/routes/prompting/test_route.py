@@ -23,9 +23,13 @@ def test_zero_shot_uses_task_wording_and_no_labels(task, tiny_llama):
 
 
 def test_search_tries_every_combination_and_keeps_the_best(task, tiny_chat_llama):
-    result = search(tiny_chat_llama, task, TRAIN, DEV, [Example(e.text, 0) for e in TRAIN], demo_counts=(0, 1))
+    result = search(
+        tiny_chat_llama, task, TRAIN, DEV, [Example(e.text, 0) for e in TRAIN], demo_counts=(0, 1)
+    )
     n_variants, n_sets = len(base_variants(task)), len(word_sets(task))
-    assert len(result.trials) == n_variants * 2 * 2 * n_sets * 3  # variants × chat × demos × words × calibration
+    assert (
+        len(result.trials) == n_variants * 2 * 2 * n_sets * 3
+    )  # variants × chat × demos × words × calibration
     best = max(result.trials, key=lambda t: t.key())
     assert result.best == best.config
     assert result.table()[0]["dev_accuracy"] == round(best.dev_accuracy, 4)

@@ -8,8 +8,16 @@ from tasktune.routes.prompting.predictor import CausalPromptScorer
 from tasktune.routes.prompting.scoring import RankClassifier, common_prefix_length, label_scores
 from tasktune.task.data import Example
 
-TEXTS = ["the food was great", "terrible service , cold soup", "a lovely hotel", "bad battery life but fine", "ok"]
-POOL = [Example(f"pool {w} review", i % 2, row=100 + i) for i, w in enumerate(["good", "bad", "kind", "rude"] * 2)]
+TEXTS = [
+    "the food was great",
+    "terrible service , cold soup",
+    "a lovely hotel",
+    "bad battery life but fine",
+    "ok",
+]
+POOL = [
+    Example(f"pool {w} review", i % 2, row=100 + i) for i, w in enumerate(["good", "bad", "kind", "rude"] * 2)
+]
 
 
 def test_multi_token_word_matches_hand_computation(tiny_llama):

@@ -1,0 +1,120 @@
+"""Soft prompts on a frozen causal LM: N trainable vectors in front of the input embeddings (shallow,
+Lester et al. 2021) or N trainable key/value pairs in front of every layer (deep: prefix tuning /
+P-tuning v2). Label scores are the LM's logits for each label word's first token at the answer
+position, so the soft prompt is trained through the same verbalizer route 1 uses.
+
+Every function takes the prompt *per row* ((B, N, H) or per-row prefixes), which is what makes
+mixed-task batches possible: each row of one forward pass can carry its own task's soft prompt over
+one frozen backbone. PEFT's prompt-learning models hold one prompt per model and cannot do this,
+and PEFT's left-padding handling of prompt tuning has been buggy (peft#1093) — so this is our own
+code; PEFT is used for the export format (see ``tasktune.registry.peft_export``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+
+@dataclass
+class Encoded:
+    """A batch of right-padded token ids with their lengths."""
+
+    ids: torch.Tensor  # (B, T)
+    lengths: torch.Tensor  # (B,)
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> Encoded:
+        lengths = torch.tensor([len(r) for r in rows], device=device)
+        ids = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long, device=device)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(list(r), device=device)
+        return cls(ids, lengths)
+
+    def mask(self) -> torch.Tensor:
+        T = self.ids.shape[1]
+        return (torch.arange(T, device=self.ids.device)[None, :] < self.lengths[:, None]).long()
+
+
+def shallow_label_logits(
+    model, batch: Encoded, prompts: torch.Tensor, label_token_ids: torch.Tensor, autocast
+) -> torch.Tensor:
+    """(B, L) logits of the label tokens at each row's answer position.
+
+    ``prompts`` is (B, N, H): row b's soft prompt goes before row b's tokens. ``label_token_ids`` is
+    (B, L): row b's task's label tokens (rows of different tasks may have different label sets; pad
+    unused columns with any id and ignore them).
+    """
+    B, N = prompts.shape[0], prompts.shape[1]
+    embed = model.get_input_embeddings()
+    with autocast:
+        tokens = embed(batch.ids)  # (B, T, H)
+        inputs = torch.cat([prompts.to(tokens.dtype), tokens], dim=1)  # (B, N+T, H)
+        mask = torch.cat([torch.ones(B, N, dtype=torch.long, device=tokens.device), batch.mask()], dim=1)
+        out = model.base_model(inputs_embeds=inputs, attention_mask=mask)
+        last = out.last_hidden_state[torch.arange(B, device=tokens.device), N + batch.lengths - 1]  # (B, H)
+        logits = model.get_output_embeddings()(last)  # (B, V)
+    return logits.float().gather(1, label_token_ids)
+
+
+def deep_label_logits(
+    model, batch: Encoded, prefixes: torch.Tensor, label_token_ids: torch.Tensor, autocast
+) -> torch.Tensor:
+    """Like :func:`shallow_label_logits` with a key/value prefix at every layer.
+
+    ``prefixes`` is (B, layers, 2, kv_heads, N, head_dim) — PEFT's prefix-tuning layout per row.
+    """
+    B, N = prefixes.shape[0], prefixes.shape[4]
+    dev = batch.ids.device
+    with autocast:
+        # The prefix stays fp32 (it is what is trained); the cache concatenates it with the layer's own
+        # keys/values and autocast runs attention in the compute dtype.
+        layers = [(prefixes[:, i, 0], prefixes[:, i, 1]) for i in range(prefixes.shape[1])]
+        cache = DynamicCache(layers, config=model.config)
+        T = batch.ids.shape[1]
+        mask = torch.cat([torch.ones(B, N, dtype=torch.long, device=dev), batch.mask()], dim=1)
+        positions = torch.arange(T, device=dev)[None, :].expand(B, -1)
+        out = model.base_model(
+            input_ids=batch.ids, attention_mask=mask, position_ids=positions, past_key_values=cache
+        )
+        last = out.last_hidden_state[torch.arange(B, device=dev), batch.lengths - 1]
+        logits = model.get_output_embeddings()(last)
+    return logits.float().gather(1, label_token_ids)
+
+
+def init_shallow(
+    model, n: int, how: str, *, label_ids: Sequence[int], text_ids: Sequence[int], generator: torch.Generator
+) -> torch.Tensor:
+    """(N, H) initial soft prompt: ``random``, ``vocab`` (sampled from the 5,000 most frequent-looking
+    low ids, Lester et al.), ``text`` (the instruction's token embeddings, cycled) or ``labels``
+    (the label words' embeddings, cycled — Lester et al.'s best)."""
+    weight = model.get_input_embeddings().weight.detach().float()
+    V = weight.shape[0]
+    if how == "random":
+        return torch.randn(n, weight.shape[1], generator=generator) * weight.std()
+    if how == "vocab":
+        ids = torch.randint(0, min(V, 5000), (n,), generator=generator)
+    elif how in ("text", "labels"):
+        source = list(text_ids if how == "text" else label_ids)
+        if not source:
+            raise ValueError(f"initialisation {how!r} needs at least one token")
+        ids = torch.tensor([source[i % len(source)] for i in range(n)])
+    else:
+        raise ValueError(f"unknown initialisation {how!r}")
+    return weight[ids.to(weight.device)].cpu().clone()
+
+
+def init_deep(model, n: int, generator: torch.Generator, text_ids: Sequence[int] = ()) -> torch.Tensor:
+    """(layers, 2, kv_heads, N, head_dim) initial prefix: the keys/values the frozen model itself
+    computes for a real text (cycled to N tokens) — a far better start than noise, as P-tuning v2's
+    reparameterisation-free variant needs a sensible scale at every layer."""
+    cfg = model.config
+    source = list(text_ids) or torch.randint(0, min(cfg.vocab_size, 5000), (n,), generator=generator).tolist()
+    ids = torch.tensor([[source[i % len(source)] for i in range(n)]], device=model.device)
+    with torch.no_grad():
+        out = model(input_ids=ids, use_cache=True)
+    kv = [torch.stack([layer.keys[0], layer.values[0]]) for layer in out.past_key_values.layers]
+    return torch.stack(kv).float().cpu()  # (layers, 2, kv_heads, N, head_dim)
