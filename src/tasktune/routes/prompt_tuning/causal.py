@@ -1,0 +1,84 @@
+"""A soft prompt (shallow or deep) on a frozen causal LM, as a training-loop :class:`Trainable` and as
+an evaluation :class:`Scorer`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tasktune.backbones.loading import Backbone
+from tasktune.routes.prompt_tuning.config import PromptTuningOptions
+from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
+from tasktune.routes.prompt_tuning.soft_prompt import (
+    Encoded,
+    deep_label_logits,
+    init_deep,
+    init_shallow,
+    shallow_label_logits,
+)
+from tasktune.task.data import Example
+from tasktune.task.spec import TaskSpec
+
+
+class CausalSoftPrompt:
+    def __init__(self, backbone: Backbone, task: TaskSpec, options: PromptTuningOptions, seed: int):
+        self.backbone, self.task, self.options = backbone, task, options
+        self.num_labels = task.num_labels
+        self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens)
+        g = torch.Generator().manual_seed(seed)
+        tok = backbone.tokenizer
+        text = task.prompt.instruction or task.description or " ".join(task.label_names)
+        text_ids = tok(text, add_special_tokens=False)["input_ids"]
+        n = options.num_virtual_tokens
+        if options.depth == "shallow":
+            init = init_shallow(
+                backbone.model,
+                n,
+                options.init,
+                label_ids=self.inputs.label_token_ids,
+                text_ids=text_ids,
+                generator=g,
+            )
+        else:
+            init = init_deep(backbone.model, n, g, text_ids=text_ids)
+        self.prompt = torch.nn.Parameter(init.to(backbone.device.device))  # fp32, trained
+        self._labels = torch.tensor(self.inputs.label_token_ids, device=backbone.device.device)
+        self._dropout = torch.nn.Dropout(options.prompt_dropout)
+        self._pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+
+    # --- Trainable ------------------------------------------------------------------------------
+    def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        return [("prompt_embeddings", self.prompt)]
+
+    def train_mode(self, training: bool) -> None:
+        self._dropout.train(training)  # the backbone stays in eval mode: it is frozen
+
+    def label_logits(self, batch: Sequence[Example], prompt: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) logits; ``prompt`` overrides the trained one (an ensemble member, say)."""
+        p = self._dropout(self.prompt if prompt is None else prompt)
+        enc = Encoded.of(self.inputs.encode(batch), self._pad, self.backbone.device.device)
+        labels = self._labels[None, :].expand(len(batch), -1)
+        rows = p[None].expand(len(batch), *p.shape)
+        fn = shallow_label_logits if self.options.depth == "shallow" else deep_label_logits
+        return fn(self.backbone.model, enc, rows, labels, self.backbone.device.autocast())
+
+    def loss(self, batch: Sequence[Example]) -> torch.Tensor:
+        y = torch.tensor([e.label for e in batch], device=self.backbone.device.device)
+        return torch.nn.functional.cross_entropy(self.label_logits(batch), y)
+
+    @torch.no_grad()
+    def evaluate(self, examples: Sequence[Example]) -> dict[str, float]:
+        probs = self.predict_proba_all(examples)
+        y = np.array([e.label for e in examples])
+        return {"accuracy": float((probs.argmax(1) == y).mean())}
+
+    # --- Scorer ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_proba(self, batch: Sequence[Example]) -> np.ndarray:
+        return self.label_logits(batch).softmax(-1).double().cpu().numpy()
+
+    def predict_proba_all(self, examples: Sequence[Example]) -> np.ndarray:
+        bs = self.options.eval_batch_size
+        return np.concatenate([self.predict_proba(examples[i : i + bs]) for i in range(0, len(examples), bs)])

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from tasktune.backbones.loading import load_backbone
+from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
+from tasktune.routes.prompt_tuning.config import default_options
+from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
+from tasktune.task.data import Example
+from tests.routes.prompting.conftest import TASK
+
+# One label throughout: a soft prompt on a *random* tiny model can always learn to steer the answer
+# (input-dependent separation needs a real model; the slow benchmarks measure that).
+BATCH = [Example(t, 1) for t in ["awful soup", "great food", "rude staff", "lovely hotel"] * 2]
+
+
+def _fit(trainable, steps=15, lr=0.05):
+    opt = torch.optim.Adam([p for _, p in trainable.parameters()], lr=lr)
+    trainable.train_mode(True)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = trainable.loss(BATCH)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    trainable.train_mode(False)
+    return losses
+
+
+@pytest.mark.parametrize("depth", ["shallow", "deep"])
+def test_causal_soft_prompt_learns_and_only_the_prompt_changes(tiny_llama_dir, depth):
+    backbone = load_backbone(str(tiny_llama_dir), device="cpu")
+    before = {k: v.clone() for k, v in backbone.model.state_dict().items()}
+    sp = CausalSoftPrompt(
+        backbone, TASK, default_options("few", depth).model_copy(update={"num_virtual_tokens": 4}), 0
+    )
+    assert [n for n, _ in sp.parameters()] == ["prompt_embeddings"]
+    start = sp.prompt.detach().clone()
+    losses = _fit(sp, steps=30, lr=0.5 if depth == "shallow" else 0.05)
+    # A random tiny model's logits span well under 1 nat, so the loss cannot fall far; it must fall.
+    assert losses[-1] < losses[0] - 0.03
+    assert not torch.equal(start, sp.prompt.detach())
+    assert sp.evaluate(BATCH)["accuracy"] == 1.0
+    after = backbone.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    probs = sp.predict_proba(BATCH[:3])
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1)
+
+
+@pytest.mark.parametrize("objective", ["similarity", "head"])
+def test_encoder_soft_prompt_learns(tiny_bert_dir, objective):
+    backbone = load_backbone(str(tiny_bert_dir), device="cpu")
+    options = default_options("few").model_copy(update={"num_virtual_tokens": 4})
+    sp = EncoderSoftPrompt(backbone, TASK, options, 0, objective=objective)
+    names = [n for n, _ in sp.parameters()]
+    assert names == (
+        ["prompt_embeddings"]
+        if objective == "similarity"
+        else ["prompt_embeddings", "head.weight", "head.bias"]
+    )
+    losses = _fit(sp, steps=25, lr=0.05)
+    assert losses[-1] < losses[0]
+    assert sp.evaluate(BATCH)["accuracy"] == 1.0
+    assert sp.predict_proba(BATCH).shape == (8, 2)

@@ -1,0 +1,75 @@
+"""R3: SIGKILL a training process after a checkpoint, resume it, and get bit-identical tensors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from tasktune.backbones.device import resolve_device
+from tasktune.training import checkpoints_of, read_folder, train
+from tests.training.run_linear import RESUME_CONFIG, data
+
+REPO = Path(__file__).resolve().parents[2]
+KILL_AFTER_STEP = 10
+
+
+def _without_seconds(history) -> list[dict]:
+    return [{k: v for k, v in asdict(h).items() if k != "seconds"} for h in history]
+
+
+def test_kill_minus_nine_then_resume_equals_uninterrupted(tmp_path):
+    cpu = resolve_device("cpu")
+    # A: uninterrupted, in this process.
+    train_a, dev_a, model_a = data()
+    result_a = train(model_a, train_a, dev_a, RESUME_CONFIG, cpu, output_dir=tmp_path / "a", progress=False)
+
+    # B: the same run in a subprocess, killed with SIGKILL once a checkpoint past step 10 exists.
+    out_b = tmp_path / "b"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.training.run_linear", str(out_b), "0.05"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = [int(p.name.split("-")[1]) for p in checkpoints_of(out_b)]
+            if steps and max(steps) >= KILL_AFTER_STEP:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = max(int(p.name.split("-")[1]) for p in checkpoints_of(out_b))
+    assert KILL_AFTER_STEP <= killed_at < RESUME_CONFIG.max_steps  # genuinely interrupted mid-run
+
+    # Resume B in this process, from a fresh trainable (its tensors come from the checkpoint).
+    train_b, dev_b, model_b = data()
+    result_b = train(
+        model_b, train_b, dev_b, RESUME_CONFIG, cpu, output_dir=out_b, resume=True, progress=False
+    )
+    assert result_b.resumed_from_step == killed_at
+    for (name, a), (_, b) in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        assert torch.equal(a, b), name  # the best tensors, restored at the end
+    last_a, _ = read_folder(checkpoints_of(tmp_path / "a")[-1])
+    last_b, _ = read_folder(checkpoints_of(out_b)[-1])
+    for group in ("trainable", "optimizer", "best"):  # final (not only best) tensors and optimizer state
+        assert last_a[group].keys() == last_b[group].keys()
+        for key in last_a[group]:
+            assert torch.equal(last_a[group][key], last_b[group][key]), (group, key)
+    assert result_b.best_metric == result_a.best_metric and result_b.best_step == result_a.best_step
+    assert result_b.final_step == result_a.final_step == RESUME_CONFIG.max_steps
+    assert _without_seconds(result_b.history) == _without_seconds(result_a.history)
+    assert any(h.step > killed_at and h.dev is not None for h in result_b.history)  # evaluated after resume
