@@ -99,3 +99,29 @@ def test_initialisations(llama, how):
     if how == "labels":
         emb = llama.model.get_input_embeddings().weight
         torch.testing.assert_close(p[2], emb[10])  # cycled label tokens: 10, 11, 10, ...
+
+
+def test_deep_prefix_round_trips_through_peft_layout_and_matches_peft(llama):
+    from peft import PrefixTuningConfig, TaskType, get_peft_model
+
+    from tasktune.routes.prompt_tuning.soft_prompt import deep_from_peft, deep_to_peft
+
+    prefix = init_deep(llama.model, 3, torch.Generator().manual_seed(3), text_ids=[5, 6, 7])
+    flat = deep_to_peft(prefix)
+    cfg = llama.model.config
+    assert torch.equal(deep_from_peft(flat, cfg.num_hidden_layers, cfg.num_key_value_heads), prefix)
+    peft_model = get_peft_model(
+        llama.model,
+        PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=3, prefix_projection=False),
+    )
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(flat)
+    expected = peft_model(input_ids=torch.tensor([ROWS[0]])).logits[0, -1, [10, 11]]
+    got = deep_label_logits(
+        llama.model,
+        Encoded.of([ROWS[0]], 0, torch.device("cpu")),
+        prefix[None],
+        _labels(1),
+        llama.device.autocast(),
+    )[0]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

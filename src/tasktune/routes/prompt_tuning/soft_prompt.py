@@ -74,12 +74,10 @@ def deep_label_logits(
         # keys/values and autocast runs attention in the compute dtype.
         layers = [(prefixes[:, i, 0], prefixes[:, i, 1]) for i in range(prefixes.shape[1])]
         cache = DynamicCache(layers, config=model.config)
-        T = batch.ids.shape[1]
         mask = torch.cat([torch.ones(B, N, dtype=torch.long, device=dev), batch.mask()], dim=1)
-        positions = torch.arange(T, device=dev)[None, :].expand(B, -1)
-        out = model.base_model(
-            input_ids=batch.ids, attention_mask=mask, position_ids=positions, past_key_values=cache
-        )
+        # Tokens take positions N.. after the prefix (the model's default with a cache), as in PEFT's
+        # prefix tuning, so an exported prefix gives the same logits there.
+        out = model.base_model(input_ids=batch.ids, attention_mask=mask, past_key_values=cache)
         last = out.last_hidden_state[torch.arange(B, device=dev), batch.lengths - 1]
         logits = model.get_output_embeddings()(last)
     return logits.float().gather(1, label_token_ids)
@@ -118,3 +116,16 @@ def init_deep(model, n: int, generator: torch.Generator, text_ids: Sequence[int]
         out = model(input_ids=ids, use_cache=True)
     kv = [torch.stack([layer.keys[0], layer.values[0]]) for layer in out.past_key_values.layers]
     return torch.stack(kv).float().cpu()  # (layers, 2, kv_heads, N, head_dim)
+
+
+def deep_to_peft(prefix: torch.Tensor) -> torch.Tensor:
+    """(layers, 2, kv_heads, N, head_dim) → PEFT's prefix-tuning embedding (N, layers*2*kv_heads*head_dim):
+    PEFT views each row as (layers*2, kv_heads, head_dim) with index 2*layer + {0: key, 1: value}."""
+    L, two, H, N, D = prefix.shape
+    return prefix.permute(3, 0, 1, 2, 4).reshape(N, L * two * H * D)
+
+
+def deep_from_peft(flat: torch.Tensor, layers: int, kv_heads: int) -> torch.Tensor:
+    N, width = flat.shape
+    D = width // (layers * 2 * kv_heads)
+    return flat.reshape(N, layers, 2, kv_heads, D).permute(1, 2, 3, 0, 4).contiguous()

@@ -1,0 +1,2 @@
+"""Route 2: prompt tuning: shallow and deep soft prompts on a frozen backbone, ensembles,
+mixed-task batches."""

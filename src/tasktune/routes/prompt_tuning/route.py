@@ -1,0 +1,175 @@
+"""Route 2: prompt tuning — soft prompts trained on a frozen backbone through the shared loop.
+
+Three registered routes: ``prompt_tuning`` (shallow, input layer), ``deep_prompt_tuning`` (a prefix at
+every layer) and ``prompt_ensemble`` (several shallow prompts from different seeds, combined by mean
+probability in one batched forward pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tasktune.errors import TaskTuneError
+from tasktune.routes.base import FitContext, Fitted
+from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
+from tasktune.routes.prompt_tuning.config import PromptTuningOptions, default_options
+from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
+from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_to_peft, shallow_label_logits
+from tasktune.routes.registry import register_route
+from tasktune.task.data import Example
+from tasktune.training import train
+
+DEV_LIMIT = 500  # dev examples per evaluation during training (a stratified sample when dev is larger)
+
+
+def _dev_sample(dev: Sequence[Example], n: int, seed: int) -> list[Example]:
+    if len(dev) <= n:
+        return list(dev)
+    idx = np.random.default_rng(seed).permutation(len(dev))[:n]
+    return [dev[i] for i in sorted(idx)]
+
+
+def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *, progress: bool = False):
+    if ctx.protocol == "zero" or not ctx.train:
+        raise TaskTuneError("prompt tuning trains on labelled examples: use the few or full protocol")
+    b = ctx.backbone
+    if b is None:
+        raise TaskTuneError("prompt tuning needs a backbone")
+    trainable = (
+        CausalSoftPrompt(b, ctx.task, options, seed)
+        if b.kind == "causal"
+        else EncoderSoftPrompt(b, ctx.task, options, seed)
+    )
+    config = options.train.model_copy(update={"seed": seed})
+    result = train(
+        trainable, ctx.train, _dev_sample(ctx.dev, DEV_LIMIT, seed), config, b.device, progress=progress
+    )
+    trainable.train_mode(False)
+    return trainable, result
+
+
+def _artifact(trainable, options: PromptTuningOptions, result, kind: str) -> dict:
+    tensors = {name: p.detach().float().cpu().contiguous() for name, p in trainable.parameters()}
+    extra = {}
+    if kind == "deep-prompt":
+        # Stored in PEFT's prefix-tuning layout so the artifact exports to plain PEFT unchanged.
+        tensors["prompt_embeddings"] = deep_to_peft(tensors["prompt_embeddings"])
+        extra["prefix_config.json"] = {}
+    return {
+        "kind": kind,
+        "tensors": tensors,
+        "json_files": {
+            **extra,
+            "soft_prompt.json": {
+                "options": options.model_dump(mode="json"),
+                "label_token_ids": getattr(getattr(trainable, "inputs", None), "label_token_ids", None),
+                "best_step": result.best_step,
+                "best_dev": result.best_metrics,
+            },
+        },
+    }
+
+
+def _summary(options: PromptTuningOptions, result) -> dict:
+    return {
+        "options": options.model_dump(mode="json"),
+        "best_step": result.best_step,
+        "best_dev": result.best_metrics,
+        "stopped": result.stopped,
+        "train_seconds": round(result.seconds, 2),
+        "train_examples_per_second": round(result.examples_per_second, 2),
+        "learning_curve": [
+            {"step": h.step, "train_loss": h.train_loss, "dev": h.dev, "lr": h.lr} for h in result.history
+        ],
+    }
+
+
+@dataclass
+class PromptTuningRoute:
+    name: str = "prompt_tuning"
+    needs_backbone: bool = True
+    depth: str = "shallow"
+
+    def fit(self, ctx: FitContext) -> Fitted:
+        options = default_options(ctx.protocol, self.depth, ctx.seed)
+        trainable, result = fit_soft_prompt(ctx, options, ctx.seed)
+        n_params = sum(p.numel() for _, p in trainable.parameters())
+        kind = "soft-prompt" if self.depth == "shallow" else "deep-prompt"
+        return Fitted(
+            trainable,
+            config=_summary(options, result),
+            trainable_parameters=n_params,
+            artifact_bytes=n_params * 4,
+            artifact=_artifact(trainable, options, result, kind),
+        )
+
+
+class EnsembleScorer:
+    """M shallow soft prompts of one task: rows × members in one forward pass, mean probability."""
+
+    def __init__(self, members: list[CausalSoftPrompt]):
+        self.members = members
+        self.num_labels = members[0].num_labels
+
+    @torch.no_grad()
+    def predict_proba(self, batch: Sequence[Example]) -> np.ndarray:
+        first = self.members[0]
+        M, B = len(self.members), len(batch)
+        dev = first.backbone.device.device
+        rows = first.inputs.encode(batch)
+        enc = Encoded.of([r for r in rows for _ in range(M)], first._pad, dev)  # row b*M + m: member m
+        prompts = torch.stack([m.prompt for m in self.members]).repeat(B, 1, 1)  # (B*M, N, H)
+        labels = first._labels[None, :].expand(B * M, -1)
+        logits = shallow_label_logits(
+            first.backbone.model, enc, prompts, labels, first.backbone.device.autocast()
+        )
+        return logits.softmax(-1).view(B, M, -1).mean(1).double().cpu().numpy()
+
+
+@dataclass
+class PromptEnsembleRoute:
+    name: str = "prompt_ensemble"
+    needs_backbone: bool = True
+    members: int = 3
+
+    def fit(self, ctx: FitContext) -> Fitted:
+        if ctx.backbone is not None and ctx.backbone.kind != "causal":
+            raise TaskTuneError("prompt ensembles are implemented for causal LMs")
+        options = default_options(ctx.protocol, "shallow", ctx.seed)
+        trained, summaries = [], []
+        for m in range(self.members):
+            trainable, result = fit_soft_prompt(ctx, options, ctx.seed * 1000 + m)
+            trained.append(trainable)
+            summaries.append({"seed": ctx.seed * 1000 + m, "best_dev": result.best_metrics})
+        ensemble = EnsembleScorer(trained)
+        dev = _dev_sample(ctx.dev, DEV_LIMIT, ctx.seed)
+        y = np.array([e.label for e in dev])
+        member_acc = [float((t.predict_proba_all(dev).argmax(1) == y).mean()) for t in trained]
+        ens_probs = np.concatenate([ensemble.predict_proba(dev[i : i + 32]) for i in range(0, len(dev), 32)])
+        n_params = sum(p.numel() for t in trained for _, p in t.parameters())
+        tensors = {f"member{m}.prompt_embeddings": t.prompt.detach().cpu() for m, t in enumerate(trained)}
+        return Fitted(
+            ensemble,
+            config={
+                "members": summaries,
+                "dev_accuracy_members": member_acc,
+                "dev_accuracy_ensemble": float((ens_probs.argmax(1) == y).mean()),
+                "options": options.model_dump(mode="json"),
+            },
+            trainable_parameters=n_params,
+            artifact_bytes=n_params * 4,
+            artifact={
+                "kind": "soft-prompt",
+                "tensors": tensors,
+                "json_files": {"ensemble.json": {"members": self.members}},
+            },
+        )
+
+
+register_route("prompt_tuning")(PromptTuningRoute)
+register_route("deep_prompt_tuning")(lambda: PromptTuningRoute(name="deep_prompt_tuning", depth="deep"))
+register_route("prompt_ensemble")(PromptEnsembleRoute)

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from tasktune.routes import get_route
+from tasktune.routes.base import FitContext
+from tasktune.routes.prompt_tuning import route as pt_route
+from tasktune.routes.prompt_tuning.config import default_options
+from tasktune.task.data import Example
+from tasktune.training.config import TrainConfig
+from tests.routes.prompting.conftest import TASK
+
+TRAIN = tuple(
+    Example(t, i % 2, row=i + 1)
+    for i, t in enumerate(["awful soup", "great food", "rude staff", "lovely"] * 2)
+)
+DEV = TRAIN[:4]
+
+
+@pytest.fixture(autouse=True)
+def quick_options(monkeypatch):
+    """Tiny runs: the route's defaults are for real models."""
+
+    def options(protocol, depth="shallow", seed=13):
+        base = default_options(protocol, depth, seed)
+        train = TrainConfig(max_steps=6, batch_size=4, lr=0.1, eval_every=3, seed=seed)
+        return base.model_copy(update={"num_virtual_tokens": 3, "train": train})
+
+    monkeypatch.setattr(pt_route, "default_options", options)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama_dir):
+    from tasktune.backbones.loading import load_backbone
+
+    return load_backbone(str(tiny_llama_dir), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("route", "kind", "shape"),
+    [("prompt_tuning", "soft-prompt", (3, 32)), ("deep_prompt_tuning", "deep-prompt", None)],
+)
+def test_route_trains_and_describes_its_artifact(llama, route, kind, shape):
+    fitted = get_route(route).fit(FitContext(TASK, TRAIN, DEV, "few", 13, llama))
+    assert fitted.artifact["kind"] == kind
+    tensor = fitted.artifact["tensors"]["prompt_embeddings"]
+    if shape:
+        assert tuple(tensor.shape) == shape
+    assert fitted.trainable_parameters == tensor.numel() and fitted.artifact_bytes == tensor.numel() * 4
+    assert fitted.config["learning_curve"] and fitted.config["best_step"] is not None
+    probs = fitted.scorer.predict_proba(list(DEV))
+    assert probs.shape == (4, 2) and np.allclose(probs.sum(1), 1)
+
+
+def test_zero_shot_protocol_is_refused(llama):
+    from tasktune.errors import TaskTuneError
+
+    with pytest.raises(TaskTuneError, match="few or full"):
+        get_route("prompt_tuning").fit(FitContext(TASK, (), (), "zero", 13, llama))
+
+
+def test_ensemble_equals_mean_of_members_in_one_pass(llama):
+    fitted = get_route("prompt_ensemble").fit(FitContext(TASK, TRAIN, DEV, "few", 13, llama))
+    members = fitted.scorer.members
+    assert len(members) == 3 and "dev_accuracy_ensemble" in fitted.config
+    batch = list(DEV)
+    expected = np.mean([m.predict_proba(batch) for m in members], axis=0)
+    np.testing.assert_allclose(fitted.scorer.predict_proba(batch), expected, atol=1e-5)
