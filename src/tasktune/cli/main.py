@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from tasktune.cli import backbones_cmd, prompt_cmd, registry_cmd, run_cmd, task_cmd
+from tasktune.cli import backbones_cmd, prompt_cmd, prompt_tune_cmd, registry_cmd, run_cmd, task_cmd
 from tasktune.cli.console import console, err_console
 from tasktune.errors import TaskTuneError
 
@@ -27,6 +27,7 @@ app.add_typer(task_cmd.app, name="task")
 app.add_typer(backbones_cmd.app, name="backbones")
 app.add_typer(registry_cmd.app, name="registry")
 app.add_typer(prompt_cmd.app, name="prompt")
+app.add_typer(prompt_tune_cmd.app, name="prompt-tune")
 app.command("run")(run_cmd.run)
 app.command("demo")(run_cmd.demo)
 
