@@ -69,6 +69,7 @@ def write_result(result: RunResult, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; results are ordinary readable files
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(result.model_dump_json(indent=1))
             fh.flush()
