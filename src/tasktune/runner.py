@@ -8,6 +8,7 @@ the shared evaluator and writes ``<out>/<cell>.json``. A finished cell's file is
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -58,8 +59,17 @@ def default_seeds(spec: TaskSpec, protocol: str) -> tuple[int, ...]:
     return FEW_SHOT_SEEDS if protocol == "few" else (spec.seed,)
 
 
+def backbone_slug(backbone: str | None) -> str:
+    """A file-name-safe name: a local folder's own name, a hub id with '/' as '__'."""
+    if backbone is None:
+        return "none"
+    path = Path(backbone)
+    name = path.name if path.is_dir() else backbone.replace("/", "__")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "backbone"
+
+
 def cell_name(route: str, backbone: str | None, protocol: str, seed: int) -> str:
-    return f"{route}--{backbone or 'none'}--{protocol}--s{seed}"
+    return f"{route}--{backbone_slug(backbone)}--{protocol}--s{seed}"
 
 
 def run_matrix(
@@ -75,6 +85,7 @@ def run_matrix(
     device: str | None = None,
     fresh: bool = False,
     batch_size: int = 32,
+    registry_root: Path | None = None,
     on_cell: Callable[[str, RunResult | None, str | None], None] | None = None,
 ) -> RunOutcome:
     splits = load_splits(spec)  # validates every row before any model is loaded
@@ -137,6 +148,15 @@ def run_matrix(
                         trainable_parameters=fitted.trainable_parameters,
                         artifact_bytes=fitted.artifact_bytes,
                     )
+                    if registry_root is not None and fitted.artifact is not None:
+                        from tasktune.adaptations import register_fitted
+                        from tasktune.registry import Registry
+
+                        with Registry(registry_root) as reg:
+                            train_hash = splits["train"].content_hash() if "train" in splits else None
+                            version, size = register_fitted(reg, spec, fitted, result, train_hash=train_hash)
+                        result.timings.artifact_bytes = size
+                        result.info.route_config["registry_version"] = version
                     write_result(result, path)
                     outcome.results.append(result)
                     if on_cell:

@@ -66,3 +66,24 @@ def test_demo_task_file_is_bundled():
     from tasktune.cli.run_cmd import DEMO_TASK
 
     assert Path(DEMO_TASK).is_file()
+
+
+def test_run_keeps_adaptations_in_the_registry(task_dir, tiny_llama_dir, tmp_path, capsys):
+    from tasktune.registry import Registry
+
+    out, reg = tmp_path / "run", tmp_path / "reg"
+    args = [
+        "run",
+        str(task_dir / "task.yaml"),
+        "--routes",
+        "majority,prompting",
+        "--backbones",
+        str(tiny_llama_dir),
+    ]
+    assert main([*args, "--protocol", "zero", "--out", str(out), "--registry", str(reg)]) == 0
+    with Registry(reg) as r:
+        versions = r.list("tiny")
+    assert [(v.kind, v.version) for v in versions] == [("prompt", 1)]
+    cell = json.loads((out / f"prompting--{tiny_llama_dir.name}--zero--s13.json").read_text())
+    assert cell["timings"]["artifact_bytes"] == versions[0].bytes > 0
+    assert cell["info"]["route_config"]["registry_version"] == 1

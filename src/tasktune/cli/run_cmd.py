@@ -43,6 +43,9 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/<task>)."),
     device: str | None = typer.Option(None, "--device", help="auto (default), cpu, cuda, cuda:N"),
     fresh: bool = typer.Option(False, "--fresh", help="Redo cells whose results already exist."),
+    registry: Path | None = typer.Option(
+        None, "--registry", envvar="TASKTUNE_REGISTRY", help="Keep every adaptation in this registry."
+    ),
 ) -> None:
     """Run routes on a task under one protocol; print the comparison and keep every result as JSON."""
     spec = load_task(task_file)
@@ -63,6 +66,7 @@ def run(
             out_dir=out_dir,
             device=device,
             fresh=fresh,
+            registry_root=registry,
             on_cell=on_cell,
         )
     _report(outcome, f"{spec.name}: test accuracy ({protocol} protocol)", out_dir)
@@ -90,4 +94,5 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder."
         out=out,
         device=None,
         fresh=True,
+        registry=Path("tasktune-registry"),
     )

@@ -1,0 +1,48 @@
+"""Keeping a fitted route's adaptation in the registry, with its provenance and figures.
+
+The one place where the runner (and later the main job) hands artifacts to the registry, so the
+artifact bytes a report shows are the bytes on disk, not an estimate.
+"""
+
+from __future__ import annotations
+
+from tasktune.evaluation.results import RunResult
+from tasktune.registry import Registry
+from tasktune.routes.base import Fitted
+from tasktune.task.spec import TaskSpec
+
+SUMMARY_METRICS = ("accuracy", "macro_f1", "ece", "nll")
+
+
+def register_fitted(
+    registry: Registry, task: TaskSpec, fitted: Fitted, result: RunResult, *, train_hash: str | None
+) -> tuple[int, int]:
+    """Save ``fitted.artifact``; returns (version, bytes on disk)."""
+    art = fitted.artifact
+    if art is None:
+        raise ValueError("this route produced no artifact")
+    metrics = {k: result.metrics[k] for k in SUMMARY_METRICS if k in result.metrics}
+    metrics["split"] = result.info.split
+    metrics["protocol"] = result.info.protocol
+    identity = None
+    if result.info.backbone is not None:
+        from tasktune.backbones.identity import BackboneIdentity
+
+        identity = BackboneIdentity.from_dict(result.info.backbone)
+    # Learning curves and search tables stay in the results file; the manifest keeps the settings.
+    route_config = {k: v for k, v in fitted.config.items() if k not in ("learning_curve", "search_top")}
+    version = registry.save(
+        task.name,
+        art["kind"],
+        backbone=identity,
+        route=result.info.route,
+        tensors=art.get("tensors"),
+        json_files=art.get("json_files"),
+        route_config=route_config,
+        metrics=metrics,
+        task_hash=task.spec_hash(),
+        data_hash=train_hash,
+        seed=result.info.seed,
+        run_id=result.info.run_id,
+    )
+    return version, registry.show(task.name, version).bytes
