@@ -53,3 +53,16 @@ def test_encoder_prompting_by_label_description_similarity(task, tiny_bert_dir):
     probs = fitted.scorer.predict_proba(TEST)
     assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1)
     assert fitted.config == {"label_text": "description"}
+
+
+def test_selection_also_uses_training_examples_not_shown_as_demonstrations(task, tiny_llama):
+    unl = [Example(e.text, 0) for e in TRAIN]
+    result = search(tiny_llama, task, TRAIN, DEV, unl, demo_counts=(0, 1))
+    for trial in result.trials:
+        shown = 2 * trial.config.demos_per_class  # K per class, two classes
+        n = len(DEV) + len(TRAIN) - shown
+        assert abs(trial.dev_accuracy * n - round(trial.dev_accuracy * n)) < 1e-9
+    only_dev = search(tiny_llama, task, TRAIN, DEV, unl, demo_counts=(0,), select_on_train=False)
+    assert all(
+        abs(t.dev_accuracy * len(DEV) - round(t.dev_accuracy * len(DEV))) < 1e-9 for t in only_dev.trials
+    )
