@@ -66,3 +66,23 @@ def test_selection_also_uses_training_examples_not_shown_as_demonstrations(task,
     assert all(
         abs(t.dev_accuracy * len(DEV) - round(t.dev_accuracy * len(DEV))) < 1e-9 for t in only_dev.trials
     )
+
+
+def test_zero_shot_prompt_is_kept_unless_beaten_significantly(task):
+    from tasktune.routes.prompting.search import Trial, choose
+
+    default = zero_shot_config(task, has_unlabelled=True).model_copy(update={"chat": False})
+    other = default.model_copy(update={"cue": "Answer:"})
+    rows = range(60)
+
+    def trial(config, n_right):
+        correct = {r: r < n_right for r in rows}
+        return Trial(config, n_right / 60, 0.5, correct)
+
+    base = trial(default, 40)
+    slightly_better = trial(other, 43)  # 3 more right: noise at n=60
+    chosen, decision = choose([base, slightly_better], default, alpha=0.1)
+    assert chosen is base and decision["kept_default"] and decision["p_value"] > 0.1
+    much_better = trial(other, 55)  # 15 more right, none worse: p ≈ 6e-5
+    chosen, decision = choose([base, much_better], default, alpha=0.1)
+    assert chosen is much_better and not decision["kept_default"] and decision["p_value"] < 0.001

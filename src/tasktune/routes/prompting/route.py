@@ -112,6 +112,7 @@ class PromptingRoute:
         if ctx.backbone.kind == "encoder":
             return self._fit_encoder(ctx)
         search_summary: list[dict] = []
+        decision: dict = {}
         if ctx.protocol == "zero" or not ctx.dev:
             config = zero_shot_config(ctx.task, has_unlabelled=bool(ctx.unlabelled)).model_copy(
                 update={"seed": ctx.seed}
@@ -122,11 +123,17 @@ class PromptingRoute:
             result = search(ctx.backbone, ctx.task, ctx.train, dev, unl, seed=ctx.seed)
             config = result.best
             search_summary = result.table()[:10]
+            decision = result.decision
         scorer, artifact = fit_causal_prompt(ctx, config)
         blob = json.dumps(artifact)
         return Fitted(
             scorer,
-            config={"prompt": artifact["config"], "search_top": search_summary, "bias": artifact["bias"]},
+            config={
+                "prompt": artifact["config"],
+                "search_top": search_summary,
+                "search_decision": decision,
+                "bias": artifact["bias"],
+            },
             trainable_parameters=0,
             artifact_bytes=len(blob.encode()),
             artifact={"kind": "prompt", "json_files": {"prompt.json": artifact}},

@@ -68,6 +68,7 @@ class Trial:
     config: PromptConfig
     dev_accuracy: float
     dev_nll: float
+    correct: dict[int, bool] = field(default_factory=dict, repr=False)  # example row → right?
 
     def key(self) -> tuple[float, float]:
         return (self.dev_accuracy, -self.dev_nll)
@@ -77,6 +78,8 @@ class Trial:
 class SearchResult:
     best: PromptConfig
     trials: list[Trial] = field(default_factory=list)
+    # How the choice was made: the zero-shot prompt is kept unless a candidate beats it significantly.
+    decision: dict = field(default_factory=dict)
 
     def table(self) -> list[dict]:
         return [
@@ -113,6 +116,7 @@ def search(
     batch_size: int = 16,
     progress: Callable[[str], None] | None = None,
     select_on_train: bool = True,
+    switch_alpha: float = 0.1,
 ) -> SearchResult:
     """``select_on_train``: also score each candidate on the training examples it does not show as
     demonstrations. Those are held out for that candidate, and with K=16 they double the selection
@@ -162,12 +166,52 @@ def search(
                         "name": f"{config.name}/{set_name}",
                     }
                 )
-                trials.append(Trial(chosen, acc, nll))
-    best = max(trials, key=Trial.key)
-    log.info(
-        "prompt search: best %s dev accuracy %.3f of %d trials",
-        best.config.name,
-        best.dev_accuracy,
-        len(trials),
+                right = probs.argmax(1) == y
+                trials.append(
+                    Trial(chosen, acc, nll, {e.row: bool(r) for e, r in zip(evaluated, right, strict=True)})
+                )
+    default = zero_shot_config(task, has_unlabelled=bool(unlabelled)).model_copy(
+        update={"chat": has_chat, "demos_per_class": 0, "seed": seed}
     )
-    return SearchResult(best.config, trials)
+    best, decision = choose(trials, default, alpha=switch_alpha)
+    log.info("prompt search: %s", decision["reason"])
+    return SearchResult(best.config, trials, decision)
+
+
+def _same_prompt(a: PromptConfig, b: PromptConfig) -> bool:
+    keys = ("instruction", "input_template", "cue", "chat", "demos_per_class", "calibration")
+    return all(getattr(a, k) == getattr(b, k) for k in keys) and dict(a.label_words or {}) == dict(
+        b.label_words or {}
+    )
+
+
+def choose(trials: list[Trial], default: PromptConfig, *, alpha: float) -> tuple[Trial, dict]:
+    """The best trial on the selection data — but the zero-shot prompt stays unless the best beats
+    it with McNemar p < ``alpha`` on the examples both were scored on. With 32–64 selection examples
+    the top of a 100-trial search is mostly luck; switching only on evidence keeps few-shot from
+    doing worse than zero-shot (what it does when it picks by raw accuracy)."""
+    from tasktune.evaluation.significance import mcnemar_exact
+
+    best = max(trials, key=Trial.key)
+    base = next((t for t in trials if _same_prompt(t.config, default)), None)
+    if base is None or base is best:
+        return best, {"kept_default": base is best, "reason": f"best on dev: {best.config.name}"}
+    rows = sorted(set(best.correct) & set(base.correct))
+    a = np.array([best.correct[r] for r in rows])
+    b = np.array([base.correct[r] for r in rows])
+    p = mcnemar_exact(a, b).p_value
+    gain = float(a.mean() - b.mean())
+    if gain > 0 and p < alpha:
+        return best, {
+            "kept_default": False,
+            "p_value": p,
+            "gain": gain,
+            "reason": f"{best.config.name} beats the zero-shot prompt by {gain:+.1%} (McNemar p={p:.3g})",
+        }
+    return base, {
+        "kept_default": True,
+        "p_value": p,
+        "gain": gain,
+        "reason": f"kept the zero-shot prompt: the best candidate {best.config.name} is {gain:+.1%} "
+        f"(McNemar p={p:.3g} ≥ {alpha}) on {len(rows)} examples",
+    }
