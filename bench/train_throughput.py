@@ -43,8 +43,13 @@ def main() -> None:
     on_gpu = dev_.type == "cuda"
     steps = args.steps or (300 if on_gpu else 30)
     k = 64 if on_gpu else 16
-    splits = few_shot(load_split(spec, "train"), spec.label_names, k=k, seed=13)
-    train_ex, dev_ex = list(splits.train), list(splits.dev)
+    full_train = load_split(spec, "train")
+    splits = few_shot(full_train, spec.label_names, k=k, seed=13)
+    train_ex = list(splits.train)
+    # A larger dev sample than K per class: 32 examples cannot tell two runs' accuracies apart.
+    used = {e.row for e in splits.train}
+    pool = [e for e in full_train.examples if e.row not in used]
+    dev_ex = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))[:256]]
     options = default_options("few").model_copy(
         update={
             "train": TrainConfig(
