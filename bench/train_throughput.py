@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from common import write_result
 from peft import PromptTuningConfig, TaskType, get_peft_model
