@@ -75,3 +75,16 @@ def test_common_prefix_length():
 def test_empty_word_is_refused(tiny_llama):
     with pytest.raises(ValueError):
         RankClassifier(tiny_llama.model, tiny_llama.device, [()])
+
+
+def test_over_long_input_is_refused_naming_the_row(task, tiny_llama):
+    from tasktune.errors import DataError
+
+    scorer = CausalPromptScorer(tiny_llama, task, PromptConfig(chat=False))
+    limit = scorer.max_prompt_tokens
+    fits = Example("ok", 0, row=1)
+    assert len(scorer.prompt_ids([fits])[0]) <= limit
+    too_long = Example("good " * 400, 0, row=7)  # the tiny llama takes 256 positions
+    with pytest.raises(DataError) as err:
+        scorer.prompt_ids([fits, too_long])
+    assert "row 7" in str(err.value) and f"more than the {limit}" in str(err.value)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tasktune.backbones.loading import Backbone
+from tasktune.errors import DataError
 from tasktune.routes.prompting import calibration
 from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
@@ -55,9 +56,28 @@ class CausalPromptScorer:
 
     def prompt_ids(self, batch: Sequence[Example]) -> list[list[int]]:
         demo_lists = self.demos.for_queries(batch) if self.demos else [[] for _ in batch]
-        return [
+        ids = [
             encode(self.tokenizer, self.renderer.render(e, d)) for e, d in zip(batch, demo_lists, strict=True)
         ]
+        # Over-long input (R2): a clear refusal naming the example, never a position-embedding crash.
+        # Truncating would silently cut the review or the cue; the user decides (fewer demonstrations,
+        # a shorter template, or shorter texts).
+        limit = self.max_prompt_tokens
+        for e, row in zip(batch, ids, strict=True):
+            if len(row) > limit:
+                raise DataError(
+                    f"the rendered prompt has {len(row)} tokens, more than the {limit} this backbone takes "
+                    "(keeping room for the label word)",
+                    row=e.row,
+                    field="text",
+                    expected="a shorter input, fewer demonstrations or a shorter template",
+                )
+        return ids
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        positions = getattr(self.backbone.model.config, "max_position_embeddings", None) or 1_000_000
+        return positions - max(len(w) for w in self.engine.words)
 
     def word_scores(self, batch: Sequence[Example], *, plain: bool = False) -> np.ndarray:
         ids = self.prompt_ids(batch)
