@@ -140,23 +140,36 @@ class PromptingRoute:
         )
 
     def _fit_encoder(self, ctx: FitContext) -> Fitted:
+        """Label descriptions (the zero-shot choice) unless another label text wins significantly on
+        dev + train (nothing here is shown to the model, so all labelled data can select)."""
+        from tasktune.evaluation.significance import mcnemar_exact
+
         style = "description"
+        decision: dict = {}
         if ctx.dev and ctx.protocol != "zero":
-            dev = _stratified(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed)
-            y = np.array([e.label for e in dev])
-            accs = {}
-            for candidate in ("description", "words", "name"):
-                accs[candidate] = float(
-                    (
-                        SimilarityScorer(ctx.backbone, ctx.task, candidate).predict_proba(dev).argmax(1) == y
-                    ).mean()
-                )
-            style = max(accs, key=accs.get)
+            selection = [*_stratified(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed), *ctx.train[:SEARCH_DEV_LIMIT]]
+            y = np.array([e.label for e in selection])
+            right = {
+                candidate: SimilarityScorer(ctx.backbone, ctx.task, candidate)
+                .predict_proba(selection)
+                .argmax(1)
+                == y
+                for candidate in ("description", "words", "name")
+            }
+            best = max(right, key=lambda c: right[c].mean())
+            p = mcnemar_exact(right[best], right["description"]).p_value
+            if best != "description" and right[best].mean() > right["description"].mean() and p < 0.1:
+                style = best
+            decision = {
+                "accuracy": {c: float(r.mean()) for c, r in right.items()},
+                "p_value": p,
+                "chosen": style,
+            }
         scorer = SimilarityScorer(ctx.backbone, ctx.task, style)
         artifact = {"style": style, "temperature": scorer.temperature, "backbone": ctx.backbone.name}
         return Fitted(
             scorer,
-            config={"label_text": style},
+            config={"label_text": style, "selection": decision},
             artifact_bytes=len(json.dumps(artifact).encode()),
             artifact={"kind": "prompt", "json_files": {"prompt.json": artifact}},
         )
