@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tasktune.backbones.loading import Backbone
+from tasktune.errors import DataError
 from tasktune.routes.prompting import calibration
 from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
@@ -130,6 +131,7 @@ def search(
     demo_counts = [d for d in demo_counts if d <= pool_min]
     content_free = [Example(t, 0) for t in calibration.CONTENT_FREE]
     trials: list[Trial] = []
+    skipped: list[str] = []
     for variant, chat, demos in itertools.product(
         base_variants(task), (True, False) if has_chat else (False,), demo_counts
     ):
@@ -142,9 +144,14 @@ def search(
         held_out = [e for e in train if id(e) not in shown] if select_on_train else []
         evaluated = [*dev, *held_out]
         y = np.array([e.label for e in evaluated])
-        dev_w = torch.from_numpy(_scores(scorer, evaluated, batch_size))
-        cf_w = torch.from_numpy(_scores(scorer, content_free, batch_size))
-        un_w = torch.from_numpy(_scores(scorer, unlabelled, batch_size))
+        try:
+            dev_w = torch.from_numpy(_scores(scorer, evaluated, batch_size))
+            cf_w = torch.from_numpy(_scores(scorer, content_free, batch_size))
+            un_w = torch.from_numpy(_scores(scorer, unlabelled, batch_size))
+        except DataError as err:  # e.g. demonstrations make the prompt longer than the model takes
+            log.info("prompt search: skipping %s chat=%s demos=%d: %s", config.name, chat, demos, err)
+            skipped.append(f"{config.name} chat={chat} demos={demos}: {err}")
+            continue
         for set_name, ws in sets.items():
             groups = []
             start = 0
@@ -173,7 +180,10 @@ def search(
     default = zero_shot_config(task, has_unlabelled=bool(unlabelled)).model_copy(
         update={"chat": has_chat, "demos_per_class": 0, "seed": seed}
     )
+    if not trials:
+        raise DataError("no prompt candidate fits the backbone: " + "; ".join(skipped[:3]))
     best, decision = choose(trials, default, alpha=switch_alpha)
+    decision["skipped"] = skipped
     log.info("prompt search: %s", decision["reason"])
     return SearchResult(best.config, trials, decision)
 
