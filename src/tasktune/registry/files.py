@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from tasktune.fsutil import fsync_path  # noqa: F401  (re-exported)
 from tasktune.registry.errors import IntegrityError
 from tasktune.registry.names import ALLOWED_SUFFIXES, check_file_name
 
@@ -44,16 +45,6 @@ def sha256_file(path: Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a folder's fsync makes renames/creations inside it durable)."""
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() and hasattr(os, "O_DIRECTORY") else 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_bytes_durably(path: Path, data: bytes) -> None:

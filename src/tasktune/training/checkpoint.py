@@ -27,6 +27,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
+from tasktune.fsutil import fsync_path
 from tasktune.training.errors import TrainingError
 
 FORMAT_VERSION = 1
@@ -35,16 +36,6 @@ _STEP_DIR = re.compile(r"^step-(\d{8})$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 ALLOWED_SUFFIXES = (".json", ".safetensors")
-
-
-def fsync_path(path: Path) -> None:
-    """fsync a file or folder (a folder's fsync makes the renames and creations inside it durable)."""
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() and hasattr(os, "O_DIRECTORY") else 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def step_dir_name(step: int) -> str:
