@@ -50,3 +50,15 @@ def write_result(name: str, *, settings: dict, rows: list[dict], summary: dict, 
     path.write_text(json.dumps(data, indent=1) + "\n")
     print(json.dumps(summary))
     return path
+
+
+def timed_rows(count: int, unit: str, timings: list[tuple[str, float]]) -> list[dict]:
+    """One row per compared path (label, seconds for ``count`` items), printed as a small table;
+    ``unit`` names the rate (``examples`` or ``requests``)."""
+    rows = [
+        {"path": label, "seconds": round(seconds, 3), f"{unit}_per_s": round(count / seconds, 3)}
+        for label, seconds in timings
+    ]
+    for r in rows:
+        print(f"  {r['path']:40s} {r['seconds']:8.2f} s  {r[f'{unit}_per_s']:8.2f} {unit}/s")
+    return rows

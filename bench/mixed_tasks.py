@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import write_result
+from common import timed_rows, write_result
 from peft import PromptTuningConfig, TaskType, get_peft_model
 
 from tasktune.backbones.loading import load_backbone
@@ -124,25 +124,16 @@ def main() -> None:
     tol = 1e-3 if on_gpu else 1e-4
     equal = bool(np.allclose(ours, theirs, atol=tol * max(1.0, np.abs(theirs).max()), rtol=0))
     same_labels = bool((ours.argmax(1) == theirs.argmax(1)).all())
-    rows = [
-        {
-            "path": "PEFT, adapter switched per task group",
-            "seconds": round(theirs_s, 3),
-            "requests_per_s": round(n_req / theirs_s, 2),
-        },
-        {
-            "path": "tasktune mixed-task batches",
-            "seconds": round(ours_s, 3),
-            "requests_per_s": round(n_req / ours_s, 2),
-        },
-    ]
     print(
         f"{n_req} requests over {args.tasks} tasks, batch {args.batch}, "
         f"{args.virtual_tokens} virtual tokens, "
         f"{dev} {backbone.device.dtype_name}"
     )
-    for r in rows:
-        print(f"  {r['path']:40s} {r['seconds']:8.2f} s  {r['requests_per_s']:8.2f} req/s")
+    rows = timed_rows(
+        n_req,
+        "requests",
+        [("PEFT, adapter switched per task group", theirs_s), ("tasktune mixed-task batches", ours_s)],
+    )
     ratio = theirs_s / ours_s
     print(
         f"  ratio {ratio:.2f}x, outputs equal: {equal}, identical labels: {same_labels}, "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import write_result
+from common import timed_rows, write_result
 
 from tasktune.backbones.loading import load_backbone
 from tasktune.routes.prompting.config import PromptConfig
@@ -82,24 +82,18 @@ def main() -> None:
 
     identical = bool((fast.argmax(1) == plain.argmax(1)).all())
     max_diff = float(np.abs(fast - plain).max())
-    rows = [
-        {
-            "path": "plain loop (prompt + word per forward)",
-            "seconds": round(plain_s, 3),
-            "examples_per_s": round(n / plain_s, 3),
-        },
-        {
-            "path": "tasktune (prefix KV cache, batched)",
-            "seconds": round(fast_s, 3),
-            "examples_per_s": round(n / fast_s, 3),
-        },
-    ]
     print(
         f"{n} SST-2 test examples, {2 * args.shots_per_class}-shot prompts of ~{prompt_tokens} tokens, "
         f"{len(words)} label words, {backbone.device.device} {backbone.device.dtype_name}"
     )
-    for r in rows:
-        print(f"  {r['path']:40s} {r['seconds']:8.2f} s  {r['examples_per_s']:8.2f} ex/s")
+    rows = timed_rows(
+        n,
+        "examples",
+        [
+            ("plain loop (prompt + word per forward)", plain_s),
+            ("tasktune (prefix KV cache, batched)", fast_s),
+        ],
+    )
     ratio = plain_s / fast_s
     print(f"  ratio {ratio:.1f}x, identical predictions: {identical}, max |score diff| {max_diff:.2e}")
     write_result(

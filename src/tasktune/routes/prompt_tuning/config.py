@@ -24,25 +24,11 @@ class PromptTuningOptions(BaseModel):
 
 
 def default_options(protocol: str, depth: str = "shallow", seed: int = 13) -> PromptTuningOptions:
+    shared = {"lr": 3e-2 if depth == "shallow" else 5e-3, "seed": seed, "weight_decay": 1e-5}
     if protocol == "few":
         train = TrainConfig(
-            epochs=25,
-            batch_size=8,
-            lr=3e-2 if depth == "shallow" else 5e-3,
-            warmup_ratio=0.1,
-            eval_every=10,
-            early_stopping_patience=6,
-            seed=seed,
-            weight_decay=1e-5,
+            epochs=25, batch_size=8, warmup_ratio=0.1, eval_every=10, early_stopping_patience=6, **shared
         )
     else:
-        train = TrainConfig(
-            epochs=1,
-            batch_size=16,
-            lr=3e-2 if depth == "shallow" else 5e-3,
-            warmup_ratio=0.06,
-            eval_every=100,
-            seed=seed,
-            weight_decay=1e-5,
-        )
+        train = TrainConfig(epochs=1, batch_size=16, warmup_ratio=0.06, eval_every=100, **shared)
     return PromptTuningOptions(depth=depth, train=train)
