@@ -18,7 +18,7 @@ from pathlib import Path
 from tasktune import routes
 from tasktune.backbones.loading import Backbone, load_backbone
 from tasktune.errors import TaskTuneError
-from tasktune.evaluation.evaluator import build_result, evaluate
+from tasktune.evaluation.evaluator import build_result, evaluate, single_example_latency
 from tasktune.evaluation.results import RunResult, read_result, write_result
 from tasktune.routes.base import FitContext
 from tasktune.task.data import Split, load_splits
@@ -72,6 +72,28 @@ def cell_name(route: str, backbone: str | None, protocol: str, seed: int) -> str
     return f"{route}--{backbone_slug(backbone)}--{protocol}--s{seed}"
 
 
+RUN_MANIFEST = "run.json"
+
+
+def write_run_manifest(out_dir: Path, spec: TaskSpec, *, protocol: str, eval_split: str) -> Path:
+    """``<out>/run.json``: the task as run (labels, constraints, data sources), so that a report can be
+    regenerated from the run folder alone, without the task file or the data."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RUN_MANIFEST
+    data = {
+        "task": spec.model_dump(mode="json"),
+        "task_hash": spec.spec_hash(),
+        "protocol": protocol,
+        "eval_split": eval_split,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def run_matrix(
     spec: TaskSpec,
     *,
@@ -94,6 +116,7 @@ def run_matrix(
     test = splits[eval_split]
     seeds = tuple(seeds) if seeds else default_seeds(spec, protocol)
     route_objs = [routes.get_route(r) for r in route_names]
+    write_run_manifest(out_dir, spec, protocol=protocol, eval_split=eval_split)
     outcome = RunOutcome()
     backbones: dict[str, Backbone] = {}
 
@@ -130,6 +153,7 @@ def run_matrix(
                     metrics, prediction = evaluate(
                         fitted.scorer, test.examples, batch_size=batch_size, seed=seed
                     )
+                    latency = single_example_latency(fitted.scorer, test.examples)
                     result = build_result(
                         task=spec,
                         split_name=eval_split,
@@ -147,6 +171,7 @@ def run_matrix(
                         fit_seconds=fit_seconds,
                         trainable_parameters=fitted.trainable_parameters,
                         artifact_bytes=fitted.artifact_bytes,
+                        latency_ms=latency,
                     )
                     if registry_root is not None and fitted.artifact is not None:
                         from tasktune.adaptations import register_fitted

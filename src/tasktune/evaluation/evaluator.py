@@ -60,6 +60,24 @@ def peak_memory_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
 
+def single_example_latency(
+    scorer: Scorer, examples: Sequence[Example], *, samples: int = 20
+) -> tuple[float, float]:
+    """(p50, p95) milliseconds of one-example calls over the first ``samples`` examples, after one
+    warm-up call (first calls pay for lazy allocation and caches, which a long-running server does not)."""
+    if not examples:
+        raise ValueError("no examples to time")
+    chosen = list(examples[: max(1, samples)])
+    scorer.predict_proba(chosen[:1])
+    times = []
+    for e in chosen:
+        start = time.perf_counter()
+        scorer.predict_proba([e])
+        times.append((time.perf_counter() - start) * 1000)
+    p50, p95 = np.percentile(times, [50, 95])
+    return float(p50), float(p95)
+
+
 def evaluate(
     scorer: Scorer,
     examples: Sequence[Example],
@@ -93,6 +111,7 @@ def build_result(
     fit_seconds: float = 0.0,
     trainable_parameters: int = 0,
     artifact_bytes: int = 0,
+    latency_ms: tuple[float, float] | None = None,
 ) -> RunResult:
     n = len(examples)
     info = RunInfo(
@@ -120,6 +139,8 @@ def build_result(
         peak_memory_mb=peak_memory_mb(),
         trainable_parameters=trainable_parameters,
         artifact_bytes=artifact_bytes,
+        latency_p50_ms=round(latency_ms[0], 3) if latency_ms else None,
+        latency_p95_ms=round(latency_ms[1], 3) if latency_ms else None,
     )
     records = [
         Record(row=e.row, label=e.label, pred=int(p.argmax()), probs=[round(float(x), 6) for x in p])

@@ -44,6 +44,10 @@ class Timings(_Model):
     peak_memory_mb: float
     trainable_parameters: int = 0
     artifact_bytes: int = 0
+    # Single-example latency (one example per call, after one warm-up call): what a user waiting on one
+    # prediction sees. None for results written before it was measured.
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
 
 
 class Record(_Model):
