@@ -7,6 +7,7 @@ easily); on CUDA the forward pass runs under bf16 autocast, which is where the s
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,8 @@ def resolve_device(requested: str | None = None) -> DeviceChoice:
             choice = DeviceChoice(torch.device("cpu"), torch.float32, "no CUDA device visible: CPU, fp32")
             log.info("device: %s", choice.reason)
             return choice
+    if requested == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
+        requested = f"cuda:{os.environ['LOCAL_RANK']}"  # accelerate launch / torchrun: one GPU per process
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -2,7 +2,7 @@
 the loop does the rest — optimizer, schedule, accumulation, autocast, evaluation, early stopping,
 pickle-free checkpoints with exact resume (R3) and divergence stop (R4)."""
 
-from tasktune.training.backend import Backend, LocalBackend
+from tasktune.training.backend import Backend, LocalBackend, select_backend
 from tasktune.training.checkpoint import latest_checkpoint, list_checkpoints, read_folder
 from tasktune.training.config import TrainConfig, TrainConfigError, parse_train_config
 from tasktune.training.errors import DivergenceError, TrainingError
@@ -30,5 +30,6 @@ __all__ = [
     "lr_factor",
     "parse_train_config",
     "read_folder",
+    "select_backend",
     "train",
 ]

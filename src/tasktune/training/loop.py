@@ -9,6 +9,10 @@ entry, a dev evaluation (best tensors kept, early stopping), an atomic checkpoin
 
 Everything a run's future depends on lives in :class:`_LoopState` plus the optimizer, scheduler and RNG
 states, and all of it goes into the checkpoint: resuming is "load, then run the same loop".
+
+Under ``accelerate launch`` / torchrun the same loop runs on every rank through a :class:`Backend`
+(:func:`select_backend` picks it): each rank draws the same permutation, trains on its slice of each
+micro-batch, gradients are summed over ranks, and only the main process writes checkpoints and ``best/``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tasktune.backbones.device import DeviceChoice
 from tasktune.task.data import Example, hash_examples
-from tasktune.training.backend import Backend, LocalBackend
+from tasktune.training.backend import Backend, select_backend
 from tasktune.training.checkpoint import (
     FORMAT_VERSION,
     flatten_optimizer_state,
@@ -96,7 +100,7 @@ def train(
     :class:`DivergenceError` on a non-finite loss, gradient norm or dev metric, leaving the last
     checkpoint as it was.
     """
-    backend = backend or LocalBackend()
+    backend = backend if backend is not None else select_backend(device)
     if len(train_examples) == 0:
         raise TrainingError("no training examples")
     named = _checked_parameters(trainable, device)
@@ -127,7 +131,8 @@ def train(
     resumed_from: int | None = None
 
     if ckpt_root is not None:
-        remove_leftovers(ckpt_root)
+        if backend.is_main_process:  # the only writer; another rank must not delete its temp folders
+            remove_leftovers(ckpt_root)
         latest = latest_checkpoint(ckpt_root)
         if latest is not None and not resume:
             raise TrainingError(
@@ -142,6 +147,10 @@ def train(
             log.info("resuming from %s (step %d of %d)", latest, state.step, total_steps)
         elif resume:
             log.info("no checkpoint in %s: starting from scratch", ckpt_root)
+    # Data parallel training is only correct if every rank walks the same data from the same point.
+    backend.check_same("the training and dev examples", f"{fingerprint['train']}/{fingerprint['dev']}")
+    backend.check_same("the training config", config.model_dump_json())
+    backend.check_same("the step to resume from (is the output folder shared?)", str(state.step))
 
     def save_checkpoint() -> Path | None:
         if ckpt_root is None or not backend.is_main_process:
@@ -178,6 +187,7 @@ def train(
         trainable.train_mode(False)
         with torch.no_grad(), device.autocast():
             metrics = {k: float(v) for k, v in trainable.evaluate(dev_examples).items()}
+        metrics = backend.broadcast_metrics(metrics)
         trainable.train_mode(True)
         if config.metric not in metrics:
             raise TrainingError(
@@ -218,6 +228,7 @@ def train(
             indices = permutation[state.position : state.position + take].tolist()
             lr = optimizer.param_groups[0]["lr"]
             started = time.perf_counter()
+            backend.begin_step(config.seed, state.step)
             step_loss, grad_norm = _optimizer_step(
                 trainable, [train_examples[i] for i in indices], params, optimizer, config, device, backend
             )
@@ -277,6 +288,7 @@ def train(
             p.copy_(best_tensors[name])
     if output_dir is not None and backend.is_main_process:
         _write_best(Path(output_dir) / BEST, state, best_tensors, config)
+    backend.barrier()  # on return, every rank finds the end checkpoint and best/ on disk
 
     return TrainResult(
         metric=config.metric,
@@ -309,12 +321,15 @@ def _optimizer_step(
     step_loss = torch.zeros((), device=device.device)
     for start in range(0, len(batch), config.batch_size):
         micro = backend.shard(batch[start : start + config.batch_size])
+        if not micro:  # a micro-batch smaller than the number of ranks: this rank's share is zero
+            continue
         with device.autocast():
             loss = trainable.loss(micro)
         if loss.dim() != 0:
             raise TrainingError(f"the trainable's loss() must return a scalar, got shape {tuple(loss.shape)}")
         # Weighting each micro-batch mean by its share of the step makes the accumulated gradient that of
-        # the mean over the whole step, even when the last micro-batch is smaller.
+        # the mean over the whole step, even when the last micro-batch is smaller. ``len(batch)`` is the
+        # global step: under data parallelism each rank's gradient is its part of a sum over ranks.
         weighted = loss.float() * (len(micro) / len(batch))
         backend.backward(weighted)
         step_loss += weighted.detach()
@@ -326,7 +341,7 @@ def _optimizer_step(
         norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
     else:  # no clipping, but the norm is still needed to catch a non-finite gradient (R4)
         norm = torch.nn.utils.get_total_norm(grads)
-    step_loss = backend.reduce_mean(step_loss)
+    step_loss = backend.reduce_sum(step_loss)  # each rank holds its share of the step's mean
     loss_value, norm_value = torch.stack([step_loss, norm.to(step_loss.device).float()]).tolist()
     return loss_value, norm_value
 
