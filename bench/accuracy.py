@@ -31,6 +31,12 @@ def main() -> None:
     p.add_argument("--seeds", default="")
     p.add_argument("--label", required=True)
     p.add_argument("--out", default="runs/bench")
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        help="full protocol on a seeded random subset of train (summary key protocol 'subset')",
+    )
     args = p.parse_args()
 
     spec = load_task(args.task)
@@ -43,6 +49,7 @@ def main() -> None:
         protocol=args.protocol,
         seeds=seeds,
         out_dir=out_dir,
+        train_limit=args.train_limit,
     )
     Console(width=140).print(results_table(outcome.results, f"{spec.name} ({args.protocol})"))
     for f in outcome.failures:
@@ -52,6 +59,8 @@ def main() -> None:
     for r in outcome.results:
         backbone = r.info.backbone["name"] if r.info.backbone else "none"
         groups[(r.info.route, backbone)].append(r)
+    # A reduced full-data run is reported under its own protocol key, never as "full".
+    protocol_key = "subset" if args.protocol == "full" and args.train_limit else args.protocol
     rows, summary = [], {}
     for (route, backbone), rs in sorted(groups.items()):
         acc = np.array([r.metrics["accuracy"] for r in rs]) * 100
@@ -59,7 +68,7 @@ def main() -> None:
         ci = np.mean([r.metrics["accuracy_ci95"] for r in rs], axis=0) * 100
         row = {
             "task": spec.name,
-            "protocol": args.protocol,
+            "protocol": protocol_key,
             "route": route,
             "backbone": backbone,
             "seeds": [r.info.seed for r in rs],
@@ -79,13 +88,14 @@ def main() -> None:
             "dtype": rs[0].info.dtype,
         }
         rows.append(row)
-        key = f"{spec.name}/{args.protocol}/{route}/{backbone}"
+        key = f"{spec.name}/{protocol_key}/{route}/{backbone}"
         summary[f"{key}/acc_mean"] = row["acc_mean"]
         summary[f"{key}/acc_std"] = row["acc_std"]
         summary[f"{key}/macro_f1_mean"] = row["macro_f1_mean"]
     settings = {
-        f"{spec.name}/{args.protocol}": {
+        f"{spec.name}/{protocol_key}": {
             "task_file": args.task,
+            "train_limit": args.train_limit,
             "routes": args.routes,
             "seeds": seeds or "default",
             "test_split": "test",

@@ -42,7 +42,13 @@ class RunOutcome:
 
 
 def protocol_splits(
-    spec: TaskSpec, splits: dict[str, Split], protocol: str, seed: int, *, k: int = DEFAULT_K
+    spec: TaskSpec,
+    splits: dict[str, Split],
+    protocol: str,
+    seed: int,
+    *,
+    k: int = DEFAULT_K,
+    train_limit: int | None = None,
 ) -> ProtocolSplits:
     if protocol == "zero":
         return zero_shot(seed)
@@ -51,7 +57,9 @@ def protocol_splits(
     if protocol == "few":
         return few_shot(splits["train"], spec.label_names, k=k, seed=seed)
     if protocol == "full":
-        return full_data(splits["train"], spec.num_labels, seed=seed, dev=splits.get("dev"))
+        return full_data(
+            splits["train"], spec.num_labels, seed=seed, dev=splits.get("dev"), train_limit=train_limit
+        )
     raise TaskTuneError(f"unknown protocol {protocol!r}; expected zero, few or full")
 
 
@@ -68,7 +76,12 @@ def backbone_slug(backbone: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "backbone"
 
 
-def cell_name(route: str, backbone: str | None, protocol: str, seed: int) -> str:
+def cell_name(
+    route: str, backbone: str | None, protocol: str, seed: int, train_limit: int | None = None
+) -> str:
+    # A reduced full-data run is a different cell from the full one: it must never be reused as it.
+    if protocol == "full" and train_limit is not None:
+        protocol = f"full-n{train_limit}"
     return f"{route}--{backbone_slug(backbone)}--{protocol}--s{seed}"
 
 
@@ -107,6 +120,7 @@ def run_matrix(
     device: str | None = None,
     fresh: bool = False,
     batch_size: int = 32,
+    train_limit: int | None = None,
     registry_root: Path | None = None,
     on_cell: Callable[[str, RunResult | None, str | None], None] | None = None,
 ) -> RunOutcome:
@@ -123,7 +137,7 @@ def run_matrix(
     for route in route_objs:
         for backbone_name in backbone_names if route.needs_backbone else [None]:
             for seed in seeds:
-                name = cell_name(route.name, backbone_name, protocol, seed)
+                name = cell_name(route.name, backbone_name, protocol, seed, train_limit)
                 path = out_dir / f"{name}.json"
                 if path.is_file() and not fresh:
                     outcome.results.append(read_result(path))
@@ -137,7 +151,7 @@ def run_matrix(
                         if backbone_name not in backbones:
                             backbones[backbone_name] = load_backbone(backbone_name, device=device)
                         backbone = backbones[backbone_name]
-                    ps = protocol_splits(spec, splits, protocol, seed, k=k)
+                    ps = protocol_splits(spec, splits, protocol, seed, k=k, train_limit=train_limit)
                     ctx = FitContext(
                         task=spec,
                         train=ps.train,
@@ -172,6 +186,8 @@ def run_matrix(
                         trainable_parameters=fitted.trainable_parameters,
                         artifact_bytes=fitted.artifact_bytes,
                         latency_ms=latency,
+                        labelled_examples=len(ps.train) + len(ps.dev),
+                        train_limit=train_limit if protocol == "full" else None,
                     )
                     if registry_root is not None and fitted.artifact is not None:
                         from tasktune.adaptations import register_fitted

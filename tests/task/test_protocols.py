@@ -45,3 +45,21 @@ def test_full_data_holds_out_stratified_ten_percent(train):
     assert sorted(e.label for e in ps.dev) == [0] * 4 + [1] * 4
     assert not {e.row for e in ps.train} & {e.row for e in ps.dev}
     assert ps.train == full_data(train, 2, seed=13).train
+
+
+def test_train_limit_keeps_a_seeded_subset_and_the_same_dev(train):
+    whole = full_data(train, 2, seed=13)
+    reduced = full_data(train, 2, seed=13, train_limit=20)
+    assert len(reduced.train) == 20 and reduced.dev == whole.dev
+    assert set(reduced.train) <= set(whole.train)
+    assert reduced.train == full_data(train, 2, seed=13, train_limit=20).train
+    assert full_data(train, 2, seed=21, train_limit=20).train != reduced.train
+    with pytest.raises(ValueError, match="train_limit"):
+        full_data(train, 2, train_limit=0)
+
+
+def test_reduced_runs_never_share_a_cell_with_full_ones():
+    from tasktune.runner import cell_name
+
+    assert cell_name("lora", "m", "full", 13) != cell_name("lora", "m", "full", 13, train_limit=800)
+    assert cell_name("lora", "m", "few", 13, train_limit=800) == cell_name("lora", "m", "few", 13)

@@ -112,6 +112,8 @@ def build_result(
     trainable_parameters: int = 0,
     artifact_bytes: int = 0,
     latency_ms: tuple[float, float] | None = None,
+    labelled_examples: int | None = None,
+    train_limit: int | None = None,
 ) -> RunResult:
     n = len(examples)
     info = RunInfo(
@@ -123,6 +125,8 @@ def build_result(
         data_hashes=data_hashes,
         protocol=protocol,
         seed=seed,
+        labelled_examples=labelled_examples,
+        train_limit=train_limit,
         route=route,
         route_config=route_config or {},
         backbone=backbone.to_dict() if backbone is not None else None,

@@ -27,6 +27,10 @@ class RunInfo(_Model):
     data_hashes: dict[str, str]
     protocol: str
     seed: int
+    # Labelled examples the route could use (train + dev of the protocol): 0 for zero-shot. None for
+    # results written before it was recorded.
+    labelled_examples: int | None = None
+    train_limit: int | None = None  # a reduced full-data run: the training subset's size
     route: str
     route_config: dict[str, Any] = Field(default_factory=dict)
     backbone: dict[str, Any] | None = None  # BackboneIdentity.to_dict(), None for backbone-free routes

@@ -75,10 +75,20 @@ def full_data(
     seed: int = 13,
     dev_fraction: float = DEFAULT_DEV_FRACTION,
     dev: Split | None = None,
+    train_limit: int | None = None,
 ) -> ProtocolSplits:
-    """All of train; dev is the task's own dev split when given, else a stratified seeded fraction."""
+    """All of train; dev is the task's own dev split when given, else a stratified seeded fraction.
+
+    ``train_limit`` keeps a seeded random subset of that many training examples (a stated, reduced
+    run when the full one does not fit the machine); dev is drawn from the whole train as before."""
+    if train_limit is not None and train_limit < 1:
+        raise ValueError(f"train_limit must be >= 1, got {train_limit}")
     if dev is not None:
-        return ProtocolSplits("full", seed, split.examples, dev.examples)
+        train = split.examples
+        if train_limit is not None and train_limit < len(train):
+            keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:train_limit])
+            train = tuple(train[i] for i in keep)
+        return ProtocolSplits("full", seed, train, dev.examples)
     if not 0 < dev_fraction < 1:
         raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
     rng = np.random.default_rng(seed)
@@ -88,7 +98,7 @@ def full_data(
         n_dev = round(len(perm) * dev_fraction) if len(perm) > 1 else 0
         dev_idx.append(perm[:n_dev])
         train_idx.append(perm[n_dev:])
-    tr = rng.permutation(np.concatenate(train_idx))
+    tr = rng.permutation(np.concatenate(train_idx))[:train_limit]  # shuffled, so the subset is random
     dv = rng.permutation(np.concatenate(dev_idx))
     ex = split.examples
     return ProtocolSplits("full", seed, tuple(ex[i] for i in tr), tuple(ex[i] for i in dv))

@@ -1,6 +1,6 @@
 """What a soft prompt is put in front of: the task's input template and response cue (no
 instruction — the soft prompt takes its place — and no chat template), and the label tokens read
-at the answer position."""
+at the answer position. Prompt-based fine-tuning passes route 1's full prompt config instead."""
 
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ from tasktune.task.spec import TaskSpec
 class SoftPromptInputs:
     """Renders and encodes examples of one task; knows the task's label token ids."""
 
-    def __init__(self, task: TaskSpec, tokenizer, max_tokens: int = 256):
+    def __init__(self, task: TaskSpec, tokenizer, max_tokens: int = 256, config: PromptConfig | None = None):
         hint = task.prompt
-        config = PromptConfig(
+        config = config or PromptConfig(
             name="soft-prompt-input",
             instruction="",
             input_template=hint.input_template or "Text: {{ text }}",
             cue=hint.cue or "Answer:",
             chat=False,
         )
+        self.config = config
         self.task, self.tokenizer, self.max_tokens = task, tokenizer, max_tokens
         self.renderer = PromptRenderer(config, task, tokenizer)
         prefix = self.renderer.answer_prefix(self.renderer.render(Example("probe", 0)).text)

@@ -20,17 +20,9 @@ from tasktune.routes.prompt_tuning.config import PromptTuningOptions, default_op
 from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_to_peft, shallow_label_logits
 from tasktune.routes.registry import register_route
+from tasktune.routes.trained import DEV_LIMIT, dev_sample, training_summary
 from tasktune.task.data import Example
 from tasktune.training import train
-
-DEV_LIMIT = 500  # dev examples per evaluation during training (a stratified sample when dev is larger)
-
-
-def _dev_sample(dev: Sequence[Example], n: int, seed: int) -> list[Example]:
-    if len(dev) <= n:
-        return list(dev)
-    idx = np.random.default_rng(seed).permutation(len(dev))[:n]
-    return [dev[i] for i in sorted(idx)]
 
 
 def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *, progress: bool = False):
@@ -46,7 +38,7 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
     )
     config = options.train.model_copy(update={"seed": seed})
     result = train(
-        trainable, ctx.train, _dev_sample(ctx.dev, DEV_LIMIT, seed), config, b.device, progress=progress
+        trainable, ctx.train, dev_sample(ctx.dev, DEV_LIMIT, seed), config, b.device, progress=progress
     )
     trainable.train_mode(False)
     return trainable, result
@@ -74,20 +66,6 @@ def _artifact(trainable, options: PromptTuningOptions, result, kind: str) -> dic
     }
 
 
-def _summary(options: PromptTuningOptions, result) -> dict:
-    return {
-        "options": options.model_dump(mode="json"),
-        "best_step": result.best_step,
-        "best_dev": result.best_metrics,
-        "stopped": result.stopped,
-        "train_seconds": round(result.seconds, 2),
-        "train_examples_per_second": round(result.examples_per_second, 2),
-        "learning_curve": [
-            {"step": h.step, "train_loss": h.train_loss, "dev": h.dev, "lr": h.lr} for h in result.history
-        ],
-    }
-
-
 @dataclass
 class PromptTuningRoute:
     name: str = "prompt_tuning"
@@ -101,7 +79,7 @@ class PromptTuningRoute:
         kind = "soft-prompt" if self.depth == "shallow" else "deep-prompt"
         return Fitted(
             trainable,
-            config=_summary(options, result),
+            config=training_summary(options, result),
             trainable_parameters=n_params,
             artifact_bytes=n_params * 4,
             artifact=_artifact(trainable, options, result, kind),
@@ -146,7 +124,7 @@ class PromptEnsembleRoute:
             trained.append(trainable)
             summaries.append({"seed": ctx.seed * 1000 + m, "best_dev": result.best_metrics})
         ensemble = EnsembleScorer(trained)
-        dev = _dev_sample(ctx.dev, DEV_LIMIT, ctx.seed)
+        dev = dev_sample(ctx.dev, DEV_LIMIT, ctx.seed)
         y = np.array([e.label for e in dev])
         member_acc = [float((t.predict_proba_all(dev).argmax(1) == y).mean()) for t in trained]
         ens_probs = np.concatenate([ensemble.predict_proba(dev[i : i + 32]) for i in range(0, len(dev), 32)])

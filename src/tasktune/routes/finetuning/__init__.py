@@ -1,0 +1,1 @@
+"""Route 3: fine-tuning (full with a head, prompt-based, LoRA)."""

@@ -1,0 +1,214 @@
+"""A fine-tuned classifier: a private copy of the backbone (all weights or LoRA matrices trained) read
+out through a head or through the prompt, as a training-loop :class:`Trainable` and an evaluation
+:class:`Scorer`.
+
+The copy matters: the runner shares one loaded backbone between cells, and that one stays frozen.
+LoRA comes from PEFT (``get_peft_model`` injects the adapters into the copy in place, so the copy's own
+forward runs them); the readouts are ours because they are a few lines each and must match routes 1
+and 2 exactly (same prompt, same label tokens, same pooling).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from tasktune.backbones.loading import Backbone
+from tasktune.errors import TaskTuneError
+from tasktune.routes.finetuning.config import FinetuneOptions
+from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
+from tasktune.routes.prompt_tuning.soft_prompt import Encoded
+from tasktune.routes.prompting.encoder import TEMPERATURE, label_descriptions
+from tasktune.routes.prompting.search import zero_shot_config
+from tasktune.task.data import Example
+from tasktune.task.spec import TaskSpec
+
+log = logging.getLogger(__name__)
+
+# Query/value projections by architecture family: what Hu et al. (2021) adapt, and the plain-PEFT
+# baseline of our issues (SmolLM2 "q,v").
+_QV_NAMES = (("q_proj", "v_proj"), ("query", "value"), ("q", "v"), ("c_attn",))
+
+
+def lora_targets(model: torch.nn.Module) -> list[str]:
+    leaves = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    for group in _QV_NAMES:
+        if all(g in leaves for g in group):
+            return list(group)
+    raise TaskTuneError(
+        "cannot tell this backbone's attention projections apart for LoRA; set lora.target_modules "
+        f"(linear layers found: {sorted(leaves)[:12]})"
+    )
+
+
+class FinetunedClassifier:
+    def __init__(self, backbone: Backbone, task: TaskSpec, options: FinetuneOptions, seed: int):
+        self.backbone, self.task, self.options = backbone, task, options
+        self.num_labels = task.num_labels
+        self.kind = backbone.kind
+        dev = backbone.device.device
+        torch.manual_seed(seed)  # head and LoRA initialisation
+        self.model = copy.deepcopy(backbone.model).float()  # (B, ...) fp32 master weights; autocast on CUDA
+        self.peft_config = None
+        if options.adapter == "full":
+            self.model.requires_grad_(True)
+        else:
+            self._add_lora()
+        if options.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        hidden = backbone.hidden_size
+        self.head = None
+        self.inputs = None
+        if options.objective == "head":
+            self.head = torch.nn.Sequential(
+                torch.nn.Dropout(options.classifier_dropout), torch.nn.Linear(hidden, task.num_labels)
+            ).to(dev)
+            torch.nn.init.normal_(self.head[1].weight, std=0.02)
+            torch.nn.init.zeros_(self.head[1].bias)
+        elif self.kind == "causal":
+            # LM-BFF on a decoder: route 1's zero-shot prompt (instruction, template, chat format, cue)
+            # and the first label words, so step 0 is exactly the zero-shot prompt's classifier.
+            config = zero_shot_config(task, has_unlabelled=False).model_copy(update={"calibration": "none"})
+            self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens, config=config)
+            self._label_ids = torch.tensor(self.inputs.label_token_ids, device=dev)
+        else:
+            # The encoder analogue: route 1's similarity to the label descriptions, with the
+            # descriptions encoded by the model being trained (the artifact needs nothing else).
+            self._descriptions = label_descriptions(task)
+        tok = backbone.tokenizer
+        self._pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self.train_mode(False)
+
+    def _add_lora(self) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        lo = self.options.lora
+        self.peft_config = LoraConfig(
+            r=lo.r,
+            lora_alpha=lo.alpha,
+            lora_dropout=lo.dropout,
+            target_modules=list(lo.target_modules or lora_targets(self.model)),
+            task_type="CAUSAL_LM" if self.kind == "causal" else "FEATURE_EXTRACTION",
+        )
+        # Injects LoRA layers into self.model in place and freezes everything else; the wrapper is kept
+        # for PEFT's state-dict and merge helpers.
+        self.peft_model = get_peft_model(self.model, self.peft_config)
+
+    # --- the pieces of the model ---------------------------------------------------------------
+    @property
+    def body(self) -> torch.nn.Module:
+        """The transformer without its LM head (the causal LM's ``.model``; the encoder itself)."""
+        if self.kind == "causal":
+            return getattr(self.model, self.model.base_model_prefix)
+        return self.model
+
+    def _encode_plain(self, batch: Sequence[Example]):
+        texts = [e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}" for e in batch]
+        if self.kind == "causal":
+            ids = self.backbone.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            rows = [r[: self.options.max_tokens] or [self._pad] for r in ids]
+            return Encoded.of(rows, self._pad, self._dev)
+        pairs = [e.text_pair for e in batch] if batch and batch[0].text_pair is not None else None
+        return self.backbone.tokenizer(
+            [e.text for e in batch],
+            pairs,
+            padding=True,
+            truncation=True,
+            max_length=self.options.max_tokens,
+            return_tensors="pt",
+        ).to(self._dev)
+
+    @property
+    def _dev(self) -> torch.device:
+        return self.backbone.device.device
+
+    def _mean_pool(self, enc) -> torch.Tensor:
+        hidden = self.body(**enc).last_hidden_state  # (B, T, H)
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
+
+    def logits(self, batch: Sequence[Example]) -> torch.Tensor:
+        """(B, L) label logits."""
+        with self.backbone.device.autocast():
+            if self.options.objective == "head":
+                # Causal: the last real token, the only one that sees the whole text (as HF's
+                # *ForSequenceClassification); encoder: mean pooling, how sentence encoders were trained.
+                if self.kind == "causal":
+                    enc = self._encode_plain(batch)
+                    hidden = self.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
+                    pooled = hidden[torch.arange(len(batch), device=self._dev), enc.lengths - 1]
+                else:
+                    pooled = self._mean_pool(self._encode_plain(batch))
+                return self.head(pooled.float()).float()
+            if self.kind == "causal":
+                enc = Encoded.of(self.inputs.encode(batch), self._pad, self._dev)
+                hidden = self.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
+                last = hidden[torch.arange(len(batch), device=self._dev), enc.lengths - 1]  # (B, H)
+                vocab = self.model.get_output_embeddings()(last)  # (B, V)
+                return vocab.float().gather(1, self._label_ids[None, :].expand(len(batch), -1))
+            texts = self._encode_plain(batch)
+            labels = self.backbone.tokenizer(
+                self._descriptions, padding=True, truncation=True, return_tensors="pt"
+            ).to(self._dev)
+            t = torch.nn.functional.normalize(self._mean_pool(texts).float(), dim=-1)
+            d = torch.nn.functional.normalize(self._mean_pool(labels).float(), dim=-1)
+            return t @ d.T / TEMPERATURE
+
+    # --- Trainable ------------------------------------------------------------------------------
+    def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        params = [(f"model.{n}", p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if self.head is not None:
+            params += [(f"head.{n}", p) for n, p in self.head.named_parameters()]
+        return params
+
+    def train_mode(self, training: bool) -> None:
+        self.model.train(training)
+        if self.head is not None:
+            self.head.train(training)
+
+    def loss(self, batch: Sequence[Example]) -> torch.Tensor:
+        y = torch.tensor([e.label for e in batch], device=self._dev)
+        return torch.nn.functional.cross_entropy(self.logits(batch), y)
+
+    @torch.no_grad()
+    def evaluate(self, examples: Sequence[Example]) -> dict[str, float]:
+        probs = self.predict_proba_all(examples)
+        y = np.array([e.label for e in examples])
+        return {"accuracy": float((probs.argmax(1) == y).mean())}
+
+    # --- Scorer ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_proba(self, batch: Sequence[Example]) -> np.ndarray:
+        return self.logits(batch).softmax(-1).double().cpu().numpy()
+
+    def predict_proba_all(self, examples: Sequence[Example]) -> np.ndarray:
+        bs = self.options.eval_batch_size
+        return np.concatenate([self.predict_proba(examples[i : i + bs]) for i in range(0, len(examples), bs)])
+
+    # --- after training -------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Inference mode; LoRA merged into the weights when the options ask for it."""
+        self.train_mode(False)
+        if self.peft_config is not None and self.options.lora.merge_for_inference:
+            self.peft_model.merge_adapter()
+        self.model.requires_grad_(False)
+
+    def artifact_tensors(self) -> dict[str, torch.Tensor]:
+        """What the registry keeps: LoRA matrices (PEFT's names) or every weight, plus the head."""
+        if self.peft_config is not None:
+            from peft import get_peft_model_state_dict
+
+            tensors = dict(get_peft_model_state_dict(self.peft_model))
+        else:
+            # named_parameters() drops the tied duplicate (lm_head = embed_tokens), which safetensors
+            # cannot store twice; persistent buffers go along.
+            tensors = {f"model.{n}": p for n, p in self.model.named_parameters()}
+            skip = {n for n, _ in self.model.named_buffers()} - set(self.model.state_dict())
+            tensors.update({f"model.{n}": b for n, b in self.model.named_buffers() if n not in skip})
+        if self.head is not None:
+            tensors.update({f"head.{n}": p for n, p in self.head.named_parameters()})
+        return {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}

@@ -1,0 +1,65 @@
+"""Fine-tuning options, as data.
+
+``objective`` says what the model is trained through: ``head`` (a new linear classifier on the pooled
+representation — the classic recipe) or ``prompt`` (LM-BFF style: the route-1 zero-shot prompt and its
+label words on a causal LM, or the similarity to label descriptions on an encoder, so that training
+starts from the backbone's zero-shot ability instead of a random head). ``adapter`` says which weights
+move: all of them (``full``) or LoRA matrices (the rest frozen).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasktune.training.config import TrainConfig
+
+
+class LoraOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(default=8, ge=1, le=1024)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    # None: the attention query/value projections, found by name (q_proj/v_proj, query/value).
+    target_modules: tuple[str, ...] | None = None
+    # Merge the LoRA matrices into the weights for prediction (one matmul fewer per layer); the stored
+    # artifact is the adapter either way.
+    merge_for_inference: bool = False
+
+
+class FinetuneOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    objective: Literal["head", "prompt"] = "head"
+    adapter: Literal["full", "lora"] = "full"
+    lora: LoraOptions = LoraOptions()
+    classifier_dropout: float = Field(default=0.1, ge=0, lt=1)
+    max_tokens: int = Field(default=256, ge=8, description="input tokens kept per example")
+    gradient_checkpointing: bool = False
+    eval_batch_size: int = Field(default=32, ge=1)
+    train: TrainConfig
+
+
+def default_options(
+    protocol: str, objective: str, adapter: str, backbone_kind: str, seed: int
+) -> FinetuneOptions:
+    """Starting points per regime. Few-shot follows LM-BFF's recipe scaled to 32 examples (small lr,
+    many passes, dev-selected checkpoint); full data is one epoch with warm-up. LoRA takes a ~10x larger
+    learning rate than full fine-tuning (Hu et al. 2021). A new head needs a larger lr than the body,
+    which the encoder's defaults reflect. bench/results/accuracy-finetuning-*.json has how they fare."""
+    lora = adapter == "lora"
+    lr = {("causal", False): 1e-5, ("causal", True): 2e-4, ("encoder", False): 5e-5, ("encoder", True): 5e-4}[
+        (backbone_kind, lora)
+    ]
+    if objective == "head" and not lora and protocol == "few":
+        lr *= 2  # a random head has further to go in few steps
+    shared = {"lr": lr, "seed": seed, "weight_decay": 0.01}
+    if protocol == "few":
+        train = TrainConfig(
+            epochs=20, batch_size=8, warmup_ratio=0.1, eval_every=8, early_stopping_patience=5, **shared
+        )
+    else:
+        train = TrainConfig(epochs=1, batch_size=32, warmup_ratio=0.06, eval_every=200, **shared)
+    return FinetuneOptions(objective=objective, adapter=adapter, train=train)

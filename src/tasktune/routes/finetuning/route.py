@@ -1,0 +1,78 @@
+"""Route 3: fine-tuning through the shared training loop. Three registered routes:
+
+- ``finetune_head``: every weight trained, read out by a new linear head (the classic recipe);
+- ``finetune_prompt``: every weight trained through route 1's prompt and label words (causal LM) or
+  the similarity to the label descriptions (encoder) — LM-BFF's prompt-based fine-tuning;
+- ``lora``: LoRA matrices (PEFT) trained, the rest frozen; through the prompt on a causal LM, through
+  a head on an encoder (encoders have no LM head to read label words from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasktune.errors import TaskTuneError
+from tasktune.registry.peft_export import peft_config_to_json
+from tasktune.routes.base import FitContext, Fitted
+from tasktune.routes.finetuning.classifier import FinetunedClassifier
+from tasktune.routes.finetuning.config import FinetuneOptions, default_options
+from tasktune.routes.registry import register_route
+from tasktune.routes.trained import DEV_LIMIT, dev_sample, training_summary
+from tasktune.training import train
+
+
+def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool = False):
+    if ctx.protocol == "zero" or not ctx.train:
+        raise TaskTuneError("fine-tuning trains on labelled examples: use the few or full protocol")
+    if ctx.backbone is None:
+        raise TaskTuneError("fine-tuning needs a backbone")
+    clf = FinetunedClassifier(ctx.backbone, ctx.task, options, options.train.seed)
+    dev = dev_sample(ctx.dev, DEV_LIMIT, options.train.seed)
+    result = train(clf, ctx.train, dev, options.train, ctx.backbone.device, progress=progress)
+    trained = sum(p.numel() for _, p in clf.parameters())  # counted before finish() freezes them
+    clf.finish()
+    return clf, result, trained
+
+
+@dataclass
+class FinetuneRoute:
+    name: str
+    objective: str
+    adapter: str
+    needs_backbone: bool = True
+
+    def options_for(self, ctx: FitContext) -> FinetuneOptions:
+        kind = ctx.backbone.kind if ctx.backbone is not None else "causal"
+        objective = self.objective
+        if self.adapter == "lora" and kind != "causal":
+            objective = "head"
+        return default_options(ctx.protocol, objective, self.adapter, kind, ctx.seed)
+
+    def fit(self, ctx: FitContext) -> Fitted:
+        options = self.options_for(ctx)
+        clf, result, n_params = fit_finetuned(ctx, options)
+        tensors = clf.artifact_tensors()
+        json_files = {
+            "finetune.json": {
+                "options": options.model_dump(mode="json"),
+                "label_token_ids": clf.inputs.label_token_ids if clf.inputs is not None else None,
+                "best_step": result.best_step,
+                "best_dev": result.best_metrics,
+            }
+        }
+        kind = "full"
+        if clf.peft_config is not None:
+            kind = "lora"
+            json_files["lora_config.json"] = peft_config_to_json(clf.peft_config)
+        return Fitted(
+            clf,
+            config=training_summary(options, result),
+            trainable_parameters=n_params,
+            artifact_bytes=sum(t.numel() * t.element_size() for t in tensors.values()),
+            artifact={"kind": kind, "tensors": tensors, "json_files": json_files},
+        )
+
+
+register_route("finetune_head")(lambda: FinetuneRoute("finetune_head", "head", "full"))
+register_route("finetune_prompt")(lambda: FinetuneRoute("finetune_prompt", "prompt", "full"))
+register_route("lora")(lambda: FinetuneRoute("lora", "prompt", "lora"))

@@ -1,0 +1,156 @@
+import numpy as np
+import pytest
+import torch
+
+from tasktune.errors import TaskTuneError
+from tasktune.registry import Registry
+from tasktune.routes import get_route
+from tasktune.routes.base import FitContext
+from tasktune.routes.finetuning import route as ft_route
+from tasktune.routes.finetuning.classifier import FinetunedClassifier, lora_targets
+from tasktune.routes.finetuning.config import FinetuneOptions, default_options
+from tasktune.task.data import Example
+from tasktune.training.config import TrainConfig
+from tests.routes.prompting.conftest import TASK
+
+TRAIN = tuple(
+    Example(t, i % 2, row=i + 1)
+    for i, t in enumerate(["awful soup", "great food", "rude staff", "lovely"] * 2)
+)
+DEV = TRAIN[:4]
+
+
+@pytest.fixture(autouse=True)
+def quick_options(monkeypatch):
+    """Tiny runs: the route's defaults are for real models."""
+
+    def options(protocol, objective, adapter, kind, seed):
+        base = default_options(protocol, objective, adapter, kind, seed)
+        train = TrainConfig(max_steps=4, batch_size=4, lr=1e-2, eval_every=2, seed=seed)
+        return base.model_copy(update={"train": train})
+
+    monkeypatch.setattr(ft_route, "default_options", options)
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama_dir):
+    from tasktune.backbones.loading import load_backbone
+
+    return load_backbone(str(tiny_llama_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_dir):
+    from tasktune.backbones.loading import load_backbone
+
+    return load_backbone(str(tiny_bert_dir), device="cpu")
+
+
+def _weights(backbone) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in backbone.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("route", ["finetune_head", "finetune_prompt", "lora"])
+@pytest.mark.parametrize("which", ["llama", "bert"])
+def test_every_route_trains_on_both_kinds_and_leaves_the_backbone_alone(route, which, request):
+    backbone = request.getfixturevalue(which)
+    before = _weights(backbone)
+    fitted = get_route(route).fit(FitContext(TASK, TRAIN, DEV, "few", 13, backbone))
+    after = backbone.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the shared backbone changed"
+    assert not any(p.requires_grad for p in backbone.model.parameters())
+    probs = fitted.scorer.predict_proba(list(DEV))
+    assert probs.shape == (4, 2) and np.allclose(probs.sum(1), 1)
+    art = fitted.artifact
+    total = sum(p.numel() for p in backbone.model.parameters())
+    if route == "lora":
+        assert art["kind"] == "lora" and "lora_config.json" in art["json_files"]
+        assert all("lora_" in k or k.startswith("head.") for k in art["tensors"])
+        assert 0 < fitted.trainable_parameters < total / 5
+    else:
+        assert art["kind"] == "full"
+        assert fitted.trainable_parameters >= total
+    assert fitted.config["learning_curve"] and fitted.config["best_step"] is not None
+
+
+def test_prompt_based_step_zero_is_the_zero_shot_prompt(llama):
+    """Before training, prompt-based fine-tuning reads the label words' first tokens after exactly route
+    1's zero-shot prompt (the rendered ids are the same), so training starts from zero-shot ability."""
+    from tasktune.routes.prompting.predictor import CausalPromptScorer
+    from tasktune.routes.prompting.search import zero_shot_config
+
+    opts = default_options("few", "prompt", "full", "causal", 13)
+    clf = FinetunedClassifier(llama, TASK, opts, 13)
+    config = zero_shot_config(TASK, has_unlabelled=False).model_copy(update={"calibration": "none"})
+    plain = CausalPromptScorer(llama, TASK, config)
+    assert clf.inputs.encode(DEV) == plain.prompt_ids(DEV)
+    assert clf.inputs.label_token_ids == [w[0] for w in plain.engine.words]
+    expected = []
+    with torch.no_grad():
+        for ids in plain.prompt_ids(DEV):
+            logits = llama.model(input_ids=torch.tensor([ids])).logits[0, -1]
+            expected.append(logits[clf.inputs.label_token_ids].softmax(-1).numpy())
+    assert np.allclose(clf.predict_proba(list(DEV)), np.array(expected), atol=1e-5)
+
+
+def test_lora_targets_are_found_by_architecture(llama, bert):
+    assert lora_targets(llama.model) == ["q_proj", "v_proj"]
+    assert lora_targets(bert.model) == ["query", "value"]
+    with pytest.raises(TaskTuneError, match="target_modules"):
+        lora_targets(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_lora_merge_for_inference_keeps_the_predictions(llama):
+    opts = default_options("few", "prompt", "lora", "causal", 13)
+    train = TrainConfig(max_steps=3, batch_size=4, lr=5e-2, seed=13)
+    opts = opts.model_copy(update={"train": train})
+    ctx = FitContext(TASK, TRAIN, DEV, "few", 13, llama)
+    clf, _, _ = ft_route.fit_finetuned(ctx, opts)
+    before = clf.predict_proba(list(DEV))
+    merged_opts = opts.model_copy(update={"lora": opts.lora.model_copy(update={"merge_for_inference": True})})
+    clf2, _, _ = ft_route.fit_finetuned(ctx, merged_opts)
+    assert np.allclose(before, clf2.predict_proba(list(DEV)), atol=1e-5)
+
+
+def test_zero_shot_protocol_is_refused(llama):
+    with pytest.raises(TaskTuneError, match="few or full"):
+        get_route("finetune_head").fit(FitContext(TASK, (), (), "zero", 13, llama))
+
+
+def test_bad_options_name_the_field():
+    with pytest.raises(ValueError, match="r"):
+        FinetuneOptions(train=TrainConfig(max_steps=1), lora={"r": 0})
+
+
+@pytest.mark.parametrize("route", ["finetune_head", "lora"])
+def test_artifacts_go_into_the_registry_and_lora_exports_to_peft(route, llama, tmp_path):
+    from peft import PeftModel
+
+    from tasktune.registry.peft_export import export_peft
+
+    fitted = get_route(route).fit(FitContext(TASK, TRAIN, DEV, "few", 13, llama))
+    art = fitted.artifact
+    with Registry(tmp_path / "reg") as reg:
+        v = reg.save(
+            TASK.name,
+            art["kind"],
+            backbone=llama.identity,
+            route=route,
+            tensors=art["tensors"],
+            json_files=art["json_files"],
+        )
+        loaded = reg.load(TASK.name, v, expect_backbone=llama.identity)
+    assert set(loaded.tensors) == set(art["tensors"])
+    if route == "lora":
+        lora_only = {k: v for k, v in loaded.tensors.items() if "lora_" in k}
+        loaded.tensors.clear()
+        loaded.tensors.update(lora_only)
+        out = export_peft(loaded, tmp_path / "peft", str(llama.path))
+        import copy
+
+        model = PeftModel.from_pretrained(copy.deepcopy(llama.model), str(out))
+        # PEFT applies the same adapters: its logits equal our classifier's body with LoRA.
+        ids = torch.tensor([[1, 5, 7, 9]])
+        ours = fitted.scorer.model(input_ids=ids).logits
+        theirs = model(input_ids=ids).logits
+        assert torch.allclose(ours, theirs, atol=1e-5)
