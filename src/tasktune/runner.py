@@ -88,6 +88,13 @@ def cell_name(
 RUN_MANIFEST = "run.json"
 
 
+def _is_main_process() -> bool:
+    """False on the other ranks of a data-parallel launch (accelerate launch / torchrun set RANK)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def write_run_manifest(out_dir: Path, spec: TaskSpec, *, protocol: str, eval_split: str) -> Path:
     """``<out>/run.json``: the task as run (labels, constraints, data sources), so that a report can be
     regenerated from the run folder alone, without the task file or the data."""
@@ -189,6 +196,9 @@ def run_matrix(
                         labelled_examples=len(ps.train) + len(ps.dev),
                         train_limit=train_limit if protocol == "full" else None,
                     )
+                    if not _is_main_process():  # data-parallel training: rank 0 alone keeps results
+                        outcome.results.append(result)
+                        continue
                     if registry_root is not None and fitted.artifact is not None:
                         from tasktune.adaptations import register_fitted
                         from tasktune.registry import Registry

@@ -11,7 +11,15 @@ import sys
 
 import typer
 
-from tasktune.cli import backbones_cmd, prompt_cmd, prompt_tune_cmd, registry_cmd, run_cmd, task_cmd
+from tasktune.cli import (
+    backbones_cmd,
+    prompt_cmd,
+    prompt_tune_cmd,
+    registry_cmd,
+    report_cmd,
+    run_cmd,
+    task_cmd,
+)
 from tasktune.cli.console import console, err_console
 from tasktune.errors import TaskTuneError
 
@@ -30,6 +38,7 @@ app.add_typer(prompt_cmd.app, name="prompt")
 app.add_typer(prompt_tune_cmd.app, name="prompt-tune")
 app.command("run")(run_cmd.run)
 app.command("demo")(run_cmd.demo)
+app.command("report")(report_cmd.report)
 
 
 @app.callback()

@@ -11,7 +11,6 @@ import math
 from collections.abc import Callable
 
 import torch
-from transformers.optimization import Adafactor
 
 from tasktune.training.config import ScheduleName, TrainConfig
 
@@ -32,6 +31,8 @@ def build_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> to
     if config.optimizer == "adafactor":
         # A fixed, externally scheduled lr (no relative step / parameter scaling): the schedule is ours,
         # so both optimizers follow the same lr curve.
+        from transformers.optimization import Adafactor  # lazily: importing it costs seconds
+
         return Adafactor(
             params,
             lr=config.lr,
