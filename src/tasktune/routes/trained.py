@@ -34,3 +34,16 @@ def training_summary(options: BaseModel, result: TrainResult) -> dict[str, Any]:
             {"step": h.step, "train_loss": h.train_loss, "dev": h.dev, "lr": h.lr} for h in result.history
         ],
     }
+
+
+def full_data_schedule(n_train: int | None, batch_size: int, target_examples: int) -> dict[str, int]:
+    """Epochs and evaluation interval for the full-data protocol, by the size of train.
+
+    One epoch is right for tens of thousands of examples, far too little for a few hundred (a soft
+    prompt or a new head needs a few thousand example presentations to move), so small training sets
+    get more passes — at most 20 — and about eight dev evaluations per run either way."""
+    if not n_train:
+        return {"epochs": 1, "eval_every": 200}
+    epochs = max(1, min(20, -(-target_examples // n_train)))
+    steps = -(-n_train // batch_size) * epochs
+    return {"epochs": epochs, "eval_every": max(1, steps // 8)}

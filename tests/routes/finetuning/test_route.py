@@ -24,7 +24,7 @@ DEV = TRAIN[:4]
 def quick_options(monkeypatch):
     """Tiny runs: the route's defaults are for real models."""
 
-    def options(protocol, objective, adapter, kind, seed):
+    def options(protocol, objective, adapter, kind, seed, n_train=None):
         base = default_options(protocol, objective, adapter, kind, seed)
         train = TrainConfig(max_steps=4, batch_size=4, lr=1e-2, eval_every=2, seed=seed)
         return base.model_copy(update={"train": train})
@@ -154,3 +154,13 @@ def test_artifacts_go_into_the_registry_and_lora_exports_to_peft(route, llama, t
         ours = fitted.scorer.model(input_ids=ids).logits
         theirs = model(input_ids=ids).logits
         assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_full_data_schedule_gives_small_sets_more_passes():
+    from tasktune.routes.trained import full_data_schedule
+
+    assert full_data_schedule(60_000, 32, 2000) == {"epochs": 1, "eval_every": 234}
+    small = full_data_schedule(270, 32, 2000)
+    assert small["epochs"] == 8 and small["eval_every"] == 9
+    assert full_data_schedule(10, 32, 2000)["epochs"] == 20  # capped
+    assert full_data_schedule(None, 32, 2000)["epochs"] == 1

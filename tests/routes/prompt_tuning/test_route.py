@@ -20,7 +20,7 @@ DEV = TRAIN[:4]
 def quick_options(monkeypatch):
     """Tiny runs: the route's defaults are for real models."""
 
-    def options(protocol, depth="shallow", seed=13):
+    def options(protocol, depth="shallow", seed=13, n_train=None):
         base = default_options(protocol, depth, seed)
         train = TrainConfig(max_steps=6, batch_size=4, lr=0.1, eval_every=3, seed=seed)
         return base.model_copy(update={"num_virtual_tokens": 3, "train": train})

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasktune.routes.trained import full_data_schedule
 from tasktune.training.config import TrainConfig
 
 
@@ -43,7 +44,7 @@ class FinetuneOptions(BaseModel):
 
 
 def default_options(
-    protocol: str, objective: str, adapter: str, backbone_kind: str, seed: int
+    protocol: str, objective: str, adapter: str, backbone_kind: str, seed: int, n_train: int | None = None
 ) -> FinetuneOptions:
     """Starting points per regime. Few-shot follows LM-BFF's recipe scaled to 32 examples (small lr,
     many passes, dev-selected checkpoint); full data is one epoch with warm-up. LoRA takes a ~10x larger
@@ -61,5 +62,6 @@ def default_options(
             epochs=20, batch_size=8, warmup_ratio=0.1, eval_every=8, early_stopping_patience=5, **shared
         )
     else:
-        train = TrainConfig(epochs=1, batch_size=32, warmup_ratio=0.06, eval_every=200, **shared)
+        schedule = full_data_schedule(n_train, 32, target_examples=2000)
+        train = TrainConfig(batch_size=32, warmup_ratio=0.06, **schedule, **shared)
     return FinetuneOptions(objective=objective, adapter=adapter, train=train)

@@ -46,7 +46,7 @@ class FinetuneRoute:
         objective = self.objective
         if self.adapter == "lora" and kind != "causal":
             objective = "head"
-        return default_options(ctx.protocol, objective, self.adapter, kind, ctx.seed)
+        return default_options(ctx.protocol, objective, self.adapter, kind, ctx.seed, len(ctx.train))
 
     def fit(self, ctx: FitContext) -> Fitted:
         options = self.options_for(ctx)

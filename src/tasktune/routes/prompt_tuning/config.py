@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasktune.routes.trained import full_data_schedule
 from tasktune.training.config import TrainConfig
 
 
@@ -23,12 +24,15 @@ class PromptTuningOptions(BaseModel):
     train: TrainConfig
 
 
-def default_options(protocol: str, depth: str = "shallow", seed: int = 13) -> PromptTuningOptions:
+def default_options(
+    protocol: str, depth: str = "shallow", seed: int = 13, n_train: int | None = None
+) -> PromptTuningOptions:
     shared = {"lr": 3e-2 if depth == "shallow" else 5e-3, "seed": seed, "weight_decay": 1e-5}
     if protocol == "few":
         train = TrainConfig(
             epochs=25, batch_size=8, warmup_ratio=0.1, eval_every=10, early_stopping_patience=6, **shared
         )
     else:
-        train = TrainConfig(epochs=1, batch_size=16, warmup_ratio=0.06, eval_every=100, **shared)
+        schedule = full_data_schedule(n_train, 16, target_examples=3000)
+        train = TrainConfig(batch_size=16, warmup_ratio=0.06, **schedule, **shared)
     return PromptTuningOptions(depth=depth, train=train)

@@ -73,7 +73,7 @@ class PromptTuningRoute:
     depth: str = "shallow"
 
     def fit(self, ctx: FitContext) -> Fitted:
-        options = default_options(ctx.protocol, self.depth, ctx.seed)
+        options = default_options(ctx.protocol, self.depth, ctx.seed, len(ctx.train))
         trainable, result = fit_soft_prompt(ctx, options, ctx.seed)
         n_params = sum(p.numel() for _, p in trainable.parameters())
         kind = "soft-prompt" if self.depth == "shallow" else "deep-prompt"
@@ -117,7 +117,7 @@ class PromptEnsembleRoute:
     def fit(self, ctx: FitContext) -> Fitted:
         if ctx.backbone is not None and ctx.backbone.kind != "causal":
             raise TaskTuneError("prompt ensembles are implemented for causal LMs")
-        options = default_options(ctx.protocol, "shallow", ctx.seed)
+        options = default_options(ctx.protocol, "shallow", ctx.seed, len(ctx.train))
         trained, summaries = [], []
         for m in range(self.members):
             trainable, result = fit_soft_prompt(ctx, options, ctx.seed * 1000 + m)
