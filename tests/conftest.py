@@ -32,10 +32,25 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def one_thread_for_tiny_models(request):
+    """Tiny models gain nothing from intra-op threads, and two threads spin-waiting on a loaded 2-core
+    machine make them 20x slower; the slow tests (real backbones) keep torch's default."""
+    import torch
+
+    default = torch.get_num_threads()
+    if request.node.get_closest_marker("slow") is None:
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(default)
+
+
+@pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch, request):
     """Fast tests get their own tasktune cache; slow tests share the user's (the converted backbone)."""
     if request.node.get_closest_marker("slow") is None:
         monkeypatch.setenv("TASKTUNE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    # `tasktune run` keeps adaptations in ./tasktune-registry by default: never the checkout's in tests.
+    monkeypatch.setenv("TASKTUNE_REGISTRY", str(tmp_path_factory.mktemp("registry")))
 
 
 @pytest.fixture(scope="session")

@@ -46,3 +46,27 @@ def register_fitted(
         run_id=result.info.run_id,
     )
     return version, registry.show(task.name, version).bytes
+
+
+def candidate_version(
+    results: list[RunResult], route: str, backbone: str | None, protocol: str
+) -> int | None:
+    """The registry version to alias ``candidate`` for a recommended (route, backbone, protocol) cell:
+    of its seeds, the one with the best *dev* score (never chosen on test), else the first seed."""
+    cell = [
+        r
+        for r in results
+        if r.info.route == route
+        and (r.info.backbone or {}).get("name") == backbone
+        and r.info.protocol == protocol
+        and "registry_version" in r.info.route_config
+    ]
+    if not cell:
+        return None
+
+    def dev_score(r: RunResult) -> float:
+        dev = r.info.route_config.get("best_dev") or {}
+        return float(dev.get("accuracy", float("-inf")))
+
+    chosen = max(sorted(cell, key=lambda r: r.info.seed), key=dev_score)
+    return int(chosen.info.route_config["registry_version"])

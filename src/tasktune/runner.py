@@ -22,7 +22,15 @@ from tasktune.evaluation.evaluator import build_result, evaluate, single_example
 from tasktune.evaluation.results import RunResult, read_result, write_result
 from tasktune.routes.base import FitContext
 from tasktune.task.data import Split, load_splits
-from tasktune.task.protocols import DEFAULT_K, FEW_SHOT_SEEDS, ProtocolSplits, few_shot, full_data, zero_shot
+from tasktune.task.protocols import (
+    DEFAULT_DEV_FRACTION,
+    DEFAULT_K,
+    FEW_SHOT_SEEDS,
+    ProtocolSplits,
+    few_shot,
+    full_data,
+    zero_shot,
+)
 from tasktune.task.spec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -95,7 +103,15 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def write_run_manifest(out_dir: Path, spec: TaskSpec, *, protocol: str, eval_split: str) -> Path:
+def write_run_manifest(
+    out_dir: Path,
+    spec: TaskSpec,
+    *,
+    protocol: str,
+    eval_split: str,
+    k: int = DEFAULT_K,
+    train_size: int | None = None,
+) -> Path:
     """``<out>/run.json``: the task as run (labels, constraints, data sources), so that a report can be
     regenerated from the run folder alone, without the task file or the data."""
     import json
@@ -107,6 +123,9 @@ def write_run_manifest(out_dir: Path, spec: TaskSpec, *, protocol: str, eval_spl
         "task_hash": spec.spec_hash(),
         "protocol": protocol,
         "eval_split": eval_split,
+        "k": k,
+        # Labelled examples a full-data cell uses (train + its dev), for the label budget.
+        "train_size": train_size,
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -130,6 +149,7 @@ def run_matrix(
     train_limit: int | None = None,
     registry_root: Path | None = None,
     on_cell: Callable[[str, RunResult | None, str | None], None] | None = None,
+    on_start: Callable[[str, int, int], None] | None = None,
 ) -> RunOutcome:
     splits = load_splits(spec)  # validates every row before any model is loaded
     if eval_split not in splits:
@@ -137,15 +157,26 @@ def run_matrix(
     test = splits[eval_split]
     seeds = tuple(seeds) if seeds else default_seeds(spec, protocol)
     route_objs = [routes.get_route(r) for r in route_names]
-    write_run_manifest(out_dir, spec, protocol=protocol, eval_split=eval_split)
+    train_size = None
+    if "train" in splits:
+        n = len(splits["train"].examples)
+        train_size = n if train_limit is None else min(n, train_limit + round(n * DEFAULT_DEV_FRACTION))
+        if "dev" in splits:
+            train_size = min(n, train_limit or n) + len(splits["dev"].examples)
+    write_run_manifest(out_dir, spec, protocol=protocol, eval_split=eval_split, k=k, train_size=train_size)
     outcome = RunOutcome()
     backbones: dict[str, Backbone] = {}
+    total = sum(len(backbone_names) if r.needs_backbone else 1 for r in route_objs) * len(seeds)
+    started = 0
 
     for route in route_objs:
         for backbone_name in backbone_names if route.needs_backbone else [None]:
             for seed in seeds:
                 name = cell_name(route.name, backbone_name, protocol, seed, train_limit)
                 path = out_dir / f"{name}.json"
+                if on_start:
+                    on_start(name, started, total)
+                started += 1
                 if path.is_file() and not fresh:
                     outcome.results.append(read_result(path))
                     outcome.reused += 1

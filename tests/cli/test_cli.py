@@ -41,7 +41,7 @@ def test_run_writes_results_and_resumes(task_dir, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["run", str(task_dir / "task.yaml"), "--routes", "majority", "--out", str(out)]
     assert main(args) == 0
-    files = list(out.glob("*.json"))
+    files = list(out.glob("*--s*.json"))  # cells (run.json describes the run)
     assert [f.name for f in files] == ["majority--none--full--s13.json"]
     result = json.loads(files[0].read_text())
     assert result["metrics"]["accuracy"] == 0.5 and len(result["records"]) == 20

@@ -53,7 +53,10 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 2 user error)."""
     try:
-        app(args=argv, prog_name="tasktune", standalone_mode=False)
+        # Without standalone mode, click *returns* the code of a typer.Exit instead of raising it.
+        code = app(args=argv, prog_name="tasktune", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code
     except TaskTuneError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         return 2

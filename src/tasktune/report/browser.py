@@ -1,0 +1,75 @@
+"""Render report.html in headless Chromium (the DOM it builds, a screenshot), to check the page and to
+look at it. Optional: only the check script and a test use it; reports never need a browser.
+
+The flags keep Chromium off the network (no background services, updates, sync or QUIC) and give it a
+throw-away profile, so a render is offline and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
+_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+)
+
+
+def find_chromium() -> str | None:
+    for name in CHROMIUM_CANDIDATES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _run(chromium: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="tasktune-chromium-") as profile:
+        cmd = [chromium, *_FLAGS, f"--user-data-dir={profile}", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"chromium exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def dump_dom(html: Path, *, chromium: str | None = None, timeout: float = 120) -> str:
+    """The DOM after Chromium has parsed and laid out the page, serialised as HTML."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("chromium not found")
+    return _run(chromium, ["--dump-dom", Path(html).resolve().as_uri()], timeout).stdout
+
+
+def screenshot(
+    html: Path,
+    png: Path,
+    *,
+    size: tuple[int, int] = (1400, 3000),
+    chromium: str | None = None,
+    timeout: float = 120,
+) -> Path:
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("chromium not found")
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    _run(
+        chromium,
+        [f"--screenshot={png}", f"--window-size={size[0]},{size[1]}", Path(html).resolve().as_uri()],
+        timeout,
+    )
+    if not png.is_file():
+        raise RuntimeError(f"chromium did not write the screenshot {png}")
+    return png

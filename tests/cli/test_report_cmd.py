@@ -1,0 +1,40 @@
+from rich.console import Console
+
+from tasktune.cli.main import main
+from tasktune.cli.report_cmd import print_comparison
+from tasktune.evaluation.compare import summarise
+from tasktune.evaluation.recommend import recommend
+from tests.evaluation.synthetic import standard_run, write_run
+
+
+def test_report_command_prints_table_and_recommendation_and_writes_files(tmp_path, capsys):
+    run = write_run(tmp_path / "run", standard_run(), constraints={"max_latency_ms": 35})
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    for text in ("finetune_head", "prompt_tuning", "prompting", "majority", "recommendation", "11,520"):
+        assert text in out, text
+    assert "Recommended: prompt_tuning on tiny-llama (few)" in " ".join(out.split())
+    assert (run / "report" / "report.html").is_file() and (run / "report" / "report.md").is_file()
+
+
+def test_report_out_option(tmp_path, capsys):
+    run = write_run(tmp_path / "run", standard_run())
+    assert main(["report", str(run), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "summary.json").is_file()
+    assert not (run / "report").exists()
+
+
+def test_report_on_a_folder_without_results_is_one_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "no results to report" in err and "Traceback" not in err
+
+
+def test_print_comparison_marks_the_recommendation_and_shows_warnings():
+    comparison = summarise(standard_run())
+    console = Console(record=True, width=140)
+    print_comparison(comparison, recommend(comparison, {"max_latency_ms": 1}), console=console)
+    text = console.export_text()
+    assert "recommendation (with a warning)" in text and "no cell meets the constraints" in text
+    assert "p vs best" in text and "▼" in text  # rows significantly below the best are marked
