@@ -72,6 +72,18 @@ def test_early_stopping_after_patience_restores_best():
     assert [h.step for h in result.history if h.dev is not None] == [1, 2, 3, 4, 5]
 
 
+def test_eval_at_start_lets_the_untrained_state_win():
+    train_ex, dev_ex, table = _data()
+    model = LinearTrainable(table, scripted_metrics=[0.9, 0.5, 0.6, 0.7])
+    initial = {k: v.clone() for k, v in tensors_of(model).items()}
+    config = TrainConfig(max_steps=3, eval_every=1, eval_at_start=True, metric="scripted", lr=0.1)
+    result = train(model, train_ex, dev_ex, config, CPU, progress=False)
+    assert (result.best_step, result.best_metric) == (0, 0.9)
+    assert result.history[0].step == 0 and result.history[0].dev["scripted"] == 0.9
+    for name, tensor in tensors_of(model).items():
+        assert torch.equal(tensor, initial[name])  # dev preferred no training at all
+
+
 def test_history_lr_follows_schedule_and_loss_decreases():
     train_ex, dev_ex, table = _data()
     config = TrainConfig(max_steps=24, batch_size=8, lr=0.2, warmup_steps=4, log_every=1, eval_every=6)

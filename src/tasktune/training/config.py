@@ -45,6 +45,8 @@ class TrainConfig(BaseModel):
     max_grad_norm: float | None = Field(default=1.0, gt=0, allow_inf_nan=False)
     # None: evaluate on the dev split only at the end of the run.
     eval_every: int | None = Field(default=None, gt=0)
+    # Evaluate on dev before the first step as well (the untrained state can be the best).
+    eval_at_start: bool = False
     # Evaluations in a row without improvement before stopping; None: never stop early.
     early_stopping_patience: int | None = Field(default=None, gt=0)
     # None: no checkpoints (and no resume). Needs an output folder when set.

@@ -220,6 +220,10 @@ def train(
     trainable.train_mode(True)
     with _progress_bar(progress and backend.is_main_process) as bar:
         task = bar.add_task("training", total=total_steps, completed=state.step, info="")
+        if has_dev and config.eval_at_start and state.step == 0 and state.last_eval_step is None:
+            # The untrained state competes for "best" too: when it starts from a working classifier
+            # (a prompt, a calibrated verbalizer), training can then only be chosen if dev says it helps.
+            evaluate(lr)
         while state.finished is None and state.step < total_steps:
             if permutation is None:
                 permutation = torch.randperm(n, generator=data_order)  # a new order every epoch

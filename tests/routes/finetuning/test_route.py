@@ -65,7 +65,7 @@ def test_every_route_trains_on_both_kinds_and_leaves_the_backbone_alone(route, w
     total = sum(p.numel() for p in backbone.model.parameters())
     if route == "lora":
         assert art["kind"] == "lora" and "lora_config.json" in art["json_files"]
-        assert all("lora_" in k or k.startswith("head.") for k in art["tensors"])
+        assert all("lora_" in k or k.startswith("head.") or k == "label_bias" for k in art["tensors"])
         assert 0 < fitted.trainable_parameters < total / 5
     else:
         assert art["kind"] == "full"
@@ -91,6 +91,18 @@ def test_prompt_based_step_zero_is_the_zero_shot_prompt(llama):
             logits = llama.model(input_ids=torch.tensor([ids])).logits[0, -1]
             expected.append(logits[clf.inputs.label_token_ids].softmax(-1).numpy())
     assert np.allclose(clf.predict_proba(list(DEV)), np.array(expected), atol=1e-5)
+
+
+def test_calibrate_starts_from_route_ones_mean_calibration(llama):
+    from tasktune.routes.prompting import calibration
+
+    clf = FinetunedClassifier(llama, TASK, default_options("few", "prompt", "full", "causal", 13), 13)
+    texts = [e.text for e in TRAIN]
+    raw = np.log(clf.predict_proba(list(TRAIN)))
+    clf.calibrate(texts)
+    expected = calibration.apply(raw, calibration.mean_bias(raw))
+    assert np.allclose(clf.predict_proba(list(TRAIN)), expected, atol=1e-5)
+    assert ("label_bias", clf.label_bias) in clf.parameters()  # trained on from there
 
 
 def test_lora_targets_are_found_by_architecture(llama, bert):

@@ -75,6 +75,9 @@ class FinetunedClassifier:
             config = zero_shot_config(task, has_unlabelled=False).model_copy(update={"calibration": "none"})
             self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens, config=config)
             self._label_ids = torch.tensor(self.inputs.label_token_ids, device=dev)
+            # A per-label offset on the label logits, trained with the model; :meth:`calibrate` starts it
+            # at route 1's mean calibration, so step 0 is the *calibrated* zero-shot prompt.
+            self.label_bias = torch.nn.Parameter(torch.zeros(task.num_labels, device=dev))
         else:
             # The encoder analogue: route 1's similarity to the label descriptions, with the
             # descriptions encoded by the model being trained (the artifact needs nothing else).
@@ -149,7 +152,8 @@ class FinetunedClassifier:
                 hidden = self.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
                 last = hidden[torch.arange(len(batch), device=self._dev), enc.lengths - 1]  # (B, H)
                 vocab = self.model.get_output_embeddings()(last)  # (B, V)
-                return vocab.float().gather(1, self._label_ids[None, :].expand(len(batch), -1))
+                words = vocab.float().gather(1, self._label_ids[None, :].expand(len(batch), -1))
+                return words + self.label_bias
             texts = self._encode_plain(batch)
             labels = self.backbone.tokenizer(
                 self._descriptions, padding=True, truncation=True, return_tensors="pt"
@@ -158,11 +162,24 @@ class FinetunedClassifier:
             d = torch.nn.functional.normalize(self._mean_pool(labels).float(), dim=-1)
             return t @ d.T / TEMPERATURE
 
+    @torch.no_grad()
+    def calibrate(self, texts: Sequence[str]) -> None:
+        """Set the label offset to minus the mean log label distribution over unlabelled texts (route
+        1's ``mean`` calibration): the prompt's preference for one label, removed before training."""
+        if self.inputs is None or not texts:
+            return
+        self.label_bias.zero_()
+        self.train_mode(False)
+        logp = torch.from_numpy(self.predict_proba_all([Example(t, 0) for t in texts])).log()
+        self.label_bias.copy_(-logp.mean(0).float().to(self.label_bias.device))
+
     # --- Trainable ------------------------------------------------------------------------------
     def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
         params = [(f"model.{n}", p) for n, p in self.model.named_parameters() if p.requires_grad]
         if self.head is not None:
             params += [(f"head.{n}", p) for n, p in self.head.named_parameters()]
+        if self.inputs is not None and self.label_bias.requires_grad:
+            params.append(("label_bias", self.label_bias))
         return params
 
     def train_mode(self, training: bool) -> None:
@@ -196,6 +213,8 @@ class FinetunedClassifier:
         if self.peft_config is not None and self.options.lora.merge_for_inference:
             self.peft_model.merge_adapter()
         self.model.requires_grad_(False)
+        if self.inputs is not None:
+            self.label_bias.requires_grad_(False)
 
     def artifact_tensors(self) -> dict[str, torch.Tensor]:
         """What the registry keeps: LoRA matrices (PEFT's names) or every weight, plus the head."""
@@ -211,4 +230,6 @@ class FinetunedClassifier:
             tensors.update({f"model.{n}": b for n, b in self.model.named_buffers() if n not in skip})
         if self.head is not None:
             tensors.update({f"head.{n}": p for n, p in self.head.named_parameters()})
+        if self.inputs is not None:
+            tensors["label_bias"] = self.label_bias
         return {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}

@@ -59,7 +59,13 @@ def default_options(
     shared = {"lr": lr, "seed": seed, "weight_decay": 0.01}
     if protocol == "few":
         train = TrainConfig(
-            epochs=20, batch_size=8, warmup_ratio=0.1, eval_every=8, early_stopping_patience=5, **shared
+            epochs=20,
+            batch_size=8,
+            warmup_ratio=0.1,
+            eval_every=8,
+            early_stopping_patience=5,
+            eval_at_start=True,
+            **shared,
         )
     else:
         schedule = full_data_schedule(n_train, 32, target_examples=2000)

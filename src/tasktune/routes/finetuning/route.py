@@ -20,6 +20,8 @@ from tasktune.routes.registry import register_route
 from tasktune.routes.trained import DEV_LIMIT, dev_sample, training_summary
 from tasktune.training import train
 
+CALIBRATION_TEXTS = 128  # unlabelled training texts for the starting calibration (prompt-based)
+
 
 def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool = False):
     if ctx.protocol == "zero" or not ctx.train:
@@ -27,6 +29,8 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     if ctx.backbone is None:
         raise TaskTuneError("fine-tuning needs a backbone")
     clf = FinetunedClassifier(ctx.backbone, ctx.task, options, options.train.seed)
+    texts = dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, options.train.seed)
+    clf.calibrate(texts)  # prompt-based only: start from the calibrated zero-shot prompt
     dev = dev_sample(ctx.dev, DEV_LIMIT, options.train.seed)
     result = train(clf, ctx.train, dev, options.train, ctx.backbone.device, progress=progress)
     trained = sum(p.numel() for _, p in clf.parameters())  # counted before finish() freezes them
