@@ -53,12 +53,18 @@ def candidate_version(
 ) -> int | None:
     """The registry version to alias ``candidate`` for a recommended (route, backbone, protocol) cell:
     of its seeds, the one with the best *dev* score (never chosen on test), else the first seed."""
+
+    def protocol_of(r: RunResult) -> str:  # as the comparison names it (reduced runs: full-nN)
+        if r.info.protocol == "full" and r.info.train_limit is not None:
+            return f"full-n{r.info.train_limit}"
+        return r.info.protocol
+
     cell = [
         r
         for r in results
         if r.info.route == route
         and (r.info.backbone or {}).get("name") == backbone
-        and r.info.protocol == protocol
+        and protocol_of(r) == protocol
         and "registry_version" in r.info.route_config
     ]
     if not cell:

@@ -96,11 +96,14 @@ def cell_name(
 RUN_MANIFEST = "run.json"
 
 
-def _is_main_process() -> bool:
-    """False on the other ranks of a data-parallel launch (accelerate launch / torchrun set RANK)."""
+def is_main_process() -> bool:
+    """False on the other ranks of a data-parallel launch (torchrun / accelerate set RANK, MPI its own)."""
     import os
 
-    return os.environ.get("RANK", "0") == "0"
+    for var in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK"):
+        if var in os.environ:
+            return os.environ[var] == "0"
+    return True
 
 
 def write_run_manifest(
@@ -152,6 +155,11 @@ def run_matrix(
     on_start: Callable[[str, int, int], None] | None = None,
 ) -> RunOutcome:
     splits = load_splits(spec)  # validates every row before any model is loaded
+    if eval_split in ("train", "dev"):
+        # Routes select on dev carved from train (or the task's dev split): scoring there is not a test.
+        raise TaskTuneError(
+            f"cannot evaluate on {eval_split!r}: routes train or select on it; use a test split"
+        )
     if eval_split not in splits:
         raise TaskTuneError(f"task {spec.name!r} has no {eval_split!r} split to evaluate on")
     test = splits[eval_split]
@@ -163,7 +171,10 @@ def run_matrix(
         train_size = n if train_limit is None else min(n, train_limit + round(n * DEFAULT_DEV_FRACTION))
         if "dev" in splits:
             train_size = min(n, train_limit or n) + len(splits["dev"].examples)
-    write_run_manifest(out_dir, spec, protocol=protocol, eval_split=eval_split, k=k, train_size=train_size)
+    if is_main_process():
+        write_run_manifest(
+            out_dir, spec, protocol=protocol, eval_split=eval_split, k=k, train_size=train_size
+        )
     outcome = RunOutcome()
     backbones: dict[str, Backbone] = {}
     total = sum(len(backbone_names) if r.needs_backbone else 1 for r in route_objs) * len(seeds)
@@ -227,7 +238,7 @@ def run_matrix(
                         labelled_examples=len(ps.train) + len(ps.dev),
                         train_limit=train_limit if protocol == "full" else None,
                     )
-                    if not _is_main_process():  # data-parallel training: rank 0 alone keeps results
+                    if not is_main_process():  # data-parallel training: rank 0 alone keeps results
                         outcome.results.append(result)
                         continue
                     if registry_root is not None and fitted.artifact is not None:

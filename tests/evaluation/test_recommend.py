@@ -124,19 +124,21 @@ def test_single_cell_is_recommended():
     assert "most accurate cell" in rec.reasons
 
 
-def test_majority_baseline_is_never_recommended():
+def test_majority_baseline_is_never_recommended_nor_a_route_at_or_below_it():
     n = 100
-    comparison = summarise(
-        [
-            make_result("majority", None, [i % 2 == 0 for i in range(n)]),
-            make_result("prompting", "tiny-llama", [i % 2 == 0 and i > 2 for i in range(n)]),
-        ]
-    )
-    # The baseline is the most accurate cell here (50 % vs 48 %, not significantly different) and the
-    # cheapest, and still the route is recommended.
+    baseline = make_result("majority", None, [i % 2 == 0 for i in range(n)])  # 50 %
+    below = make_result("prompting", "tiny-llama", [i % 2 == 0 and i > 2 for i in range(n)])  # 48 %
+    comparison = summarise([baseline, below])
+    # The baseline is the most accurate cell and the cheapest; prompting is cheap and not significantly
+    # below it, but a route no better than the baseline is not worth recommending.
     assert comparison.best_cell.route == "majority"
     rec = recommend(comparison, None)
-    assert rec.choice == cell_key("prompting", "tiny-llama", "few")
+    assert rec.choice is None and rec.status == "baseline_only"
+    assert "above the majority baseline" in rec.reasons
+
+    above = make_result("lora", "tiny-llama", [i % 2 == 0 or i < 5 for i in range(n)])  # 52 %
+    rec = recommend(summarise([baseline, below, above]), None)
+    assert rec.choice == cell_key("lora", "tiny-llama", "few")
     only_baseline = recommend(summarise([make_result("majority", None, [True, False])]), None)
     assert only_baseline.status == "baseline_only" and only_baseline.choice is None
 

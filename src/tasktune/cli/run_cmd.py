@@ -90,21 +90,26 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
     from tasktune.adaptations import candidate_version
     from tasktune.cli.report_cmd import print_comparison
     from tasktune.report.build import build_report
+    from tasktune.report.load import load_run
+    from tasktune.runner import is_main_process
 
+    if not is_main_process():  # data-parallel launch: rank 0 alone reports
+        return False
     failures = [f for o in outcomes for f in o.failures]
     results = [r for o in outcomes for r in o.results]
     if not results:
         for f in failures:
             console.print(f"[red]cell {f.cell} failed:[/] {f.error}", highlight=False)
         raise TaskTuneError(f"no cell of {spec.name!r} produced a result; nothing to compare")
-    paths = build_report(out_dir)
+    paths = build_report(out_dir, failures=failures)
     print_comparison(paths.comparison, paths.recommendation, title=f"{spec.name}: test accuracy")
     for f in failures:
         console.print(f"[red]cell {f.cell} failed:[/] {f.error}", highlight=False)
     choice = paths.recommendation.choice
     if registry is not None and choice is not None:
         cell = paths.comparison.cell(choice)
-        version = candidate_version(results, cell.route, cell.backbone, cell.protocol)
+        # The recommendation covers the whole folder (earlier runs too), so look there for the version.
+        version = candidate_version(load_run(out_dir).results, cell.route, cell.backbone, cell.protocol)
         if version is not None:
             from tasktune.registry import Registry
 

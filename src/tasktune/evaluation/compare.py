@@ -229,7 +229,10 @@ def _failure(f: Any) -> tuple[str, str]:
 
 def _group_of(r: RunResult) -> tuple[str, str | None, str]:
     backbone = r.info.backbone.get("name") if r.info.backbone else None
-    return (r.info.route, backbone, r.info.protocol)
+    protocol = r.info.protocol
+    if protocol == "full" and r.info.train_limit is not None:
+        protocol = f"full-n{r.info.train_limit}"  # a reduced run is never merged with the full one
+    return (r.info.route, backbone, protocol)
 
 
 def _summarise_cell(
@@ -360,7 +363,7 @@ def _learning_curve(seed: int, route_config: dict[str, Any]) -> LearningCurve:
 
 
 def _pair_with_best(
-    best: _CellData, other: _CellData
+    best: _CellData, other: _CellData, same_protocol: bool = True
 ) -> tuple[np.ndarray, np.ndarray, Pairing, tuple[int, ...]]:
     """Per-observation correctness of (best, other), paired on the same test rows.
 
@@ -370,8 +373,10 @@ def _pair_with_best(
     adjustment and the per-seed std in the table keep that in view. Where they share no seed (a
     zero-shot cell against a few-shot one), there is nothing to match a seed with, so each row's
     majority-over-seeds correctness is used: one paired observation per row, the conservative choice.
+    Seeds of different protocols are different draws (the full-data seed 13 is not few-shot seed 13),
+    so only cells of one protocol are paired by seed.
     """
-    shared = tuple(sorted(set(best.correct) & set(other.correct)))
+    shared = tuple(sorted(set(best.correct) & set(other.correct))) if same_protocol else ()
     if shared:
         a = np.concatenate([best.correct[s] for s in shared])
         b = np.concatenate([other.correct[s] for s in shared])
@@ -397,7 +402,7 @@ def _compare_with_best(
                 f"cell ({best.split}, n={best.n_test}); it is not compared."
             )
             continue
-        a, b, pairing, shared = _pair_with_best(data[best.key], data[c.key])
+        a, b, pairing, shared = _pair_with_best(data[best.key], data[c.key], c.protocol == best.protocol)
         tests[c.key] = (a, b, pairing, shared, mcnemar_exact(a, b))
     adjusted = dict(zip(tests, holm_adjust([t[4].p_value for t in tests.values()]), strict=True))
     out = []

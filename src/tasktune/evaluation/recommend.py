@@ -76,9 +76,19 @@ def recommend(
     if not cells:
         reasons = "No cell produced test results, so there is nothing to recommend." + failed_text
         return Recommendation(None, "no_results", reasons, warning="no results")
-    eligible = [c for c in cells if not c.is_baseline]
     baseline = next((c for c in cells if c.is_baseline), None)
+    routes = [c for c in cells if not c.is_baseline]
+    # A route that does no better than always answering the most frequent label is not an adaptation
+    # worth having, however cheap: it never counts as "not significantly below the best".
+    eligible = [c for c in routes if baseline is None or c.accuracy_mean > baseline.accuracy_mean]
     if not eligible:
+        if routes:
+            floor = f" ({pct(baseline.accuracy_mean)} % accuracy)" if baseline else ""
+            reasons = (
+                f"No route scores above the majority baseline{floor}; nothing is recommended. "
+                "Check the labels and the data, or try another route or backbone." + failed_text
+            )
+            return Recommendation(None, "baseline_only", reasons, warning="no route beats the baseline")
         reasons = (
             "Only the majority baseline has results"
             + (f" ({pct(baseline.accuracy_mean)} % accuracy)" if baseline else "")

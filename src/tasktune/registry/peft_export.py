@@ -20,6 +20,7 @@ from tasktune.registry.errors import RegistryError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+EXTRA_WEIGHTS = "tasktune_extras.safetensors"  # head / label offset of a LoRA adaptation (not PEFT's)
 # Fields PEFT sets itself or that describe where the config came from, not the adapter.
 _NOT_USER_FIELDS = {"peft_type", "base_model_name_or_path", "revision", "auto_mapping", "peft_version"}
 
@@ -106,5 +107,14 @@ def export_peft(artifact: Artifact, out_dir: Path | str, base_model_name_or_path
     out.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(out))
     tensors = {k: v.contiguous() for k, v in artifact.tensors.items()}
+    extras = {}
+    if artifact.kind == "lora":
+        # A LoRA adaptation may carry a classification head or a label offset besides the adapter:
+        # PEFT would drop those keys with only a warning (and predict differently), so they go to a
+        # file of their own, next to the adapter.
+        extras = {k: v for k, v in tensors.items() if "lora_" not in k}
+        tensors = {k: v for k, v in tensors.items() if "lora_" in k}
     save_file(tensors, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    if extras:
+        save_file(extras, str(out / EXTRA_WEIGHTS), metadata={"format": "pt"})
     return out

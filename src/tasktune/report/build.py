@@ -43,9 +43,20 @@ def label_counts(run: RunFolder, protocols: set[str]) -> dict[str, int | None]:
     num_labels = len(run.task.get("labels") or []) or None
     k = manifest.get("k", DEFAULT_K)
     train_size = manifest.get("train_size")
+    # What each result recorded itself (labelled_examples) wins over run.json: a folder may hold runs of
+    # several protocols, K values or training subsets, and run.json describes only the latest.
+    recorded: dict[str, int] = {}
+    for r in run.results:
+        protocol = r.info.protocol
+        if protocol == "full" and r.info.train_limit is not None:
+            protocol = f"full-n{r.info.train_limit}"
+        if r.info.labelled_examples is not None:
+            recorded[protocol] = max(recorded.get(protocol, 0), r.info.labelled_examples)
     out: dict[str, int | None] = {}
     for protocol in protocols:
-        if protocol != "zero" and num_labels is None:
+        if protocol in recorded:
+            out[protocol] = recorded[protocol]
+        elif protocol != "zero" and num_labels is None:
             out[protocol] = None
         else:
             out[protocol] = labelled_examples_for(protocol, num_labels or 0, k=k, train_size=train_size)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # Query/value projections by architecture family: what Hu et al. (2021) adapt, and the plain-PEFT
 # baseline of our issues (SmolLM2 "q,v").
-_QV_NAMES = (("q_proj", "v_proj"), ("query", "value"), ("q", "v"), ("c_attn",))
+_QV_NAMES = (("q_proj", "v_proj"), ("query", "value"), ("q", "v"))
 
 
 def lora_targets(model: torch.nn.Module) -> list[str]:
@@ -82,6 +82,7 @@ class FinetunedClassifier:
             # The encoder analogue: route 1's similarity to the label descriptions, with the
             # descriptions encoded by the model being trained (the artifact needs nothing else).
             self._descriptions = label_descriptions(task)
+        self._frozen_descriptions: torch.Tensor | None = None
         tok = backbone.tokenizer
         self._pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self.train_mode(False)
@@ -154,13 +155,17 @@ class FinetunedClassifier:
                 vocab = self.model.get_output_embeddings()(last)  # (B, V)
                 words = vocab.float().gather(1, self._label_ids[None, :].expand(len(batch), -1))
                 return words + self.label_bias
-            texts = self._encode_plain(batch)
-            labels = self.backbone.tokenizer(
-                self._descriptions, padding=True, truncation=True, return_tensors="pt"
-            ).to(self._dev)
-            t = torch.nn.functional.normalize(self._mean_pool(texts).float(), dim=-1)
-            d = torch.nn.functional.normalize(self._mean_pool(labels).float(), dim=-1)
-            return t @ d.T / TEMPERATURE
+            t = torch.nn.functional.normalize(self._mean_pool(self._encode_plain(batch)).float(), dim=-1)
+            return t @ self._description_vectors().T / TEMPERATURE
+
+    def _description_vectors(self) -> torch.Tensor:
+        """(L, H) label-description embeddings by the model being trained; fixed (cached) after finish()."""
+        if self._frozen_descriptions is not None:
+            return self._frozen_descriptions
+        enc = self.backbone.tokenizer(
+            self._descriptions, padding=True, truncation=True, return_tensors="pt"
+        ).to(self._dev)
+        return torch.nn.functional.normalize(self._mean_pool(enc).float(), dim=-1)
 
     @torch.no_grad()
     def calibrate(self, texts: Sequence[str]) -> None:
@@ -215,6 +220,10 @@ class FinetunedClassifier:
         self.model.requires_grad_(False)
         if self.inputs is not None:
             self.label_bias.requires_grad_(False)
+        if self.options.objective == "prompt" and self.kind != "causal":
+            # Inference does not re-encode the descriptions per request (latency is measured on this).
+            with torch.no_grad(), self.backbone.device.autocast():
+                self._frozen_descriptions = self._description_vectors()
 
     def artifact_tensors(self) -> dict[str, torch.Tensor]:
         """What the registry keeps: LoRA matrices (PEFT's names) or every weight, plus the head."""

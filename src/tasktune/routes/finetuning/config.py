@@ -64,7 +64,8 @@ def default_options(
             warmup_ratio=0.1,
             eval_every=8,
             early_stopping_patience=5,
-            eval_at_start=True,
+            # Only a prompt-based start is a working classifier worth keeping; a random head is not.
+            eval_at_start=objective == "prompt" and not (adapter == "lora" and backbone_kind != "causal"),
             **shared,
         )
     else:
