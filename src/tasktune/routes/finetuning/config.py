@@ -49,13 +49,16 @@ def default_options(
     """Starting points per regime. Few-shot follows LM-BFF's recipe scaled to 32 examples (small lr,
     many passes, dev-selected checkpoint); full data is one epoch with warm-up. LoRA takes a ~10x larger
     learning rate than full fine-tuning (Hu et al. 2021). A new head needs a larger lr than the body,
-    which the encoder's defaults reflect. bench/results/accuracy-finetuning-*.json has how they fare."""
+    which the encoder's defaults reflect (1e-4 for a head on an encoder).
+    bench/results/accuracy-finetuning-*.json has how they fare."""
     lora = adapter == "lora"
     lr = {("causal", False): 1e-5, ("causal", True): 2e-4, ("encoder", False): 5e-5, ("encoder", True): 5e-4}[
         (backbone_kind, lora)
     ]
-    if objective == "head" and not lora and protocol == "few":
-        lr *= 2  # a random head has further to go in few steps
+    if objective == "head" and not lora and (protocol == "few" or backbone_kind == "encoder"):
+        # A random head has further to go: in few steps, and on a small encoder (the plain-HF run that
+        # reached 89.5 % on SST-2 with all-MiniLM-L6-v2 used 1e-4).
+        lr *= 2
     shared = {"lr": lr, "seed": seed, "weight_decay": 0.01}
     if protocol == "few":
         train = TrainConfig(
