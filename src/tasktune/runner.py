@@ -96,6 +96,15 @@ def cell_name(
 RUN_MANIFEST = "run.json"
 
 
+def _reset_peak_memory() -> None:
+    """CUDA's peak counter restarts per cell, so each cell reports its own. (CPU RSS peaks cannot be
+    reset: on CPU a cell's figure is the process's peak so far, an upper bound — cells run in order.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def is_main_process() -> bool:
     """False on the other ranks of a data-parallel launch (torchrun / accelerate set RANK, MPI its own)."""
     import os
@@ -210,6 +219,7 @@ def run_matrix(
                         backbone=backbone,
                         unlabelled=tuple(e.text for e in splits["train"]) if "train" in splits else (),
                     )
+                    _reset_peak_memory()
                     start = time.perf_counter()
                     fitted = route.fit(ctx)
                     fit_seconds = time.perf_counter() - start
