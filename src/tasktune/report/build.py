@@ -73,7 +73,9 @@ def analyse(run: RunFolder, failures: Sequence[Any] = ()) -> ReportData:
         labels = comparison.cells[0].labels
     return ReportData(
         task_name=run.task_name,
-        protocol=(run.manifest or {}).get("protocol"),
+        # The cells' own protocols: a folder can hold runs of several (run.json names only the latest).
+        protocol=", ".join(sorted({c.protocol for c in comparison.cells}))
+        or (run.manifest or {}).get("protocol"),
         eval_split=(run.manifest or {}).get("eval_split"),
         labels=labels,
         constraints=run.constraints,
