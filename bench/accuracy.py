@@ -17,7 +17,9 @@ import numpy as np
 from common import write_result
 from rich.console import Console
 
-from tasktune.cli.results_table import results_table
+from tasktune.cli.report_cmd import print_comparison
+from tasktune.evaluation.compare import summarise
+from tasktune.evaluation.recommend import recommend
 from tasktune.runner import run_matrix
 from tasktune.task.spec import load_task
 
@@ -51,7 +53,11 @@ def main() -> None:
         out_dir=out_dir,
         train_limit=args.train_limit,
     )
-    Console(width=140).print(results_table(outcome.results, f"{spec.name} ({args.protocol})"))
+    comparison = summarise(outcome.results)
+    title = f"{spec.name} ({args.protocol})"
+    print_comparison(
+        comparison, recommend(comparison, spec.constraints), title=title, console=Console(width=140)
+    )
     for f in outcome.failures:
         print(f"FAILED {f.cell}: {f.error}")
 

@@ -95,3 +95,31 @@ class LinearTrainable:
 
 def tensors_of(trainable: LinearTrainable) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in trainable.parameters()}
+
+
+def kill_after_checkpoint(proc, output_dir, min_step: int, deadline_s: float = 40.0) -> int:
+    """SIGKILL ``proc`` once a checkpoint of at least ``min_step`` exists in ``output_dir`` (R3 tests);
+    returns the step of the newest checkpoint left behind."""
+    import os
+    import signal
+    import time
+
+    from tasktune.training import checkpoints_of
+
+    def steps() -> list[int]:
+        return [int(p.name.split("-")[1]) for p in checkpoints_of(output_dir)]
+
+    try:
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            if steps() and max(steps()) >= min_step:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    return max(steps())

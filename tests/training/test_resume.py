@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import torch
 
 from tasktune.backbones.device import resolve_device
 from tasktune.training import checkpoints_of, read_folder, train
+from tests.training.helpers import kill_after_checkpoint
 from tests.training.run_linear import RESUME_CONFIG, data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,21 +36,7 @@ def test_kill_minus_nine_then_resume_equals_uninterrupted(tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and proc.poll() is None:
-            steps = [int(p.name.split("-")[1]) for p in checkpoints_of(out_b)]
-            if steps and max(steps) >= KILL_AFTER_STEP:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = max(int(p.name.split("-")[1]) for p in checkpoints_of(out_b))
+    killed_at = kill_after_checkpoint(proc, out_b, KILL_AFTER_STEP)
     assert KILL_AFTER_STEP <= killed_at < RESUME_CONFIG.max_steps  # genuinely interrupted mid-run
 
     # Resume B in this process, from a fresh trainable (its tensors come from the checkpoint).

@@ -3,7 +3,7 @@ they select on and the summary of a training run that goes into results and mani
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,3 +47,17 @@ def full_data_schedule(n_train: int | None, batch_size: int, target_examples: in
     epochs = max(1, min(20, -(-target_examples // n_train)))
     steps = -(-n_train // batch_size) * epochs
     return {"epochs": epochs, "eval_every": max(1, steps // 8)}
+
+
+def probabilities_in_batches(
+    predict_proba: Callable[[Sequence[Example]], np.ndarray], examples: Sequence[Example], batch_size: int
+) -> np.ndarray:
+    """(N, L) probabilities of a trainable's ``predict_proba``, ``batch_size`` examples at a time."""
+    return np.concatenate(
+        [predict_proba(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
+    )
+
+
+def dev_accuracy(probs: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:
+    """The metric every trained route's ``evaluate`` reports to the loop."""
+    return {"accuracy": float((probs.argmax(1) == np.array([e.label for e in examples])).mean())}

@@ -3,19 +3,16 @@ to an uninterrupted run (tiny llama, CPU, fixed seed)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tasktune.training import checkpoints_of
 from tests.routes.finetuning.run_finetune import CONFIG
+from tests.training.helpers import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -38,20 +35,7 @@ def test_kill_minus_nine_then_resume_equals_uninterrupted(adapter, tiny_llama_di
 
     out_b = tmp_path / "b"
     proc = _run(tiny_llama_dir, out_b, adapter, sleep_s=0.15)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            steps = [int(p.name.split("-")[1]) for p in checkpoints_of(out_b)]
-            if steps and max(steps) >= 4:
-                break
-            time.sleep(0.01)
-        assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()!r}"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    killed_at = max(int(p.name.split("-")[1]) for p in checkpoints_of(out_b))
+    killed_at = kill_after_checkpoint(proc, out_b, 4, deadline_s=60)
     assert 4 <= killed_at < CONFIG.max_steps
     assert not (out_b / "final.safetensors").exists()
 

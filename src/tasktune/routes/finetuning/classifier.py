@@ -24,6 +24,7 @@ from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.encoder import TEMPERATURE, label_descriptions
 from tasktune.routes.prompting.search import zero_shot_config
+from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -198,9 +199,7 @@ class FinetunedClassifier:
 
     @torch.no_grad()
     def evaluate(self, examples: Sequence[Example]) -> dict[str, float]:
-        probs = self.predict_proba_all(examples)
-        y = np.array([e.label for e in examples])
-        return {"accuracy": float((probs.argmax(1) == y).mean())}
+        return dev_accuracy(self.predict_proba_all(examples), examples)
 
     # --- Scorer ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -208,8 +207,7 @@ class FinetunedClassifier:
         return self.logits(batch).softmax(-1).double().cpu().numpy()
 
     def predict_proba_all(self, examples: Sequence[Example]) -> np.ndarray:
-        bs = self.options.eval_batch_size
-        return np.concatenate([self.predict_proba(examples[i : i + bs]) for i in range(0, len(examples), bs)])
+        return probabilities_in_batches(self.predict_proba, examples, self.options.eval_batch_size)
 
     # --- after training -------------------------------------------------------------------------
     def finish(self) -> None:

@@ -18,6 +18,7 @@ from tasktune.routes.prompt_tuning.soft_prompt import (
     init_shallow,
     shallow_label_logits,
 )
+from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -70,9 +71,7 @@ class CausalSoftPrompt:
 
     @torch.no_grad()
     def evaluate(self, examples: Sequence[Example]) -> dict[str, float]:
-        probs = self.predict_proba_all(examples)
-        y = np.array([e.label for e in examples])
-        return {"accuracy": float((probs.argmax(1) == y).mean())}
+        return dev_accuracy(self.predict_proba_all(examples), examples)
 
     # --- Scorer ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -80,5 +79,4 @@ class CausalSoftPrompt:
         return self.label_logits(batch).softmax(-1).double().cpu().numpy()
 
     def predict_proba_all(self, examples: Sequence[Example]) -> np.ndarray:
-        bs = self.options.eval_batch_size
-        return np.concatenate([self.predict_proba(examples[i : i + bs]) for i in range(0, len(examples), bs)])
+        return probabilities_in_batches(self.predict_proba, examples, self.options.eval_batch_size)

@@ -13,6 +13,7 @@ import torch
 from tasktune.backbones.loading import Backbone
 from tasktune.routes.prompt_tuning.config import PromptTuningOptions
 from tasktune.routes.prompting.encoder import TEMPERATURE, Embedder, label_descriptions
+from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -107,8 +108,5 @@ class EncoderSoftPrompt:
 
     @torch.no_grad()
     def evaluate(self, examples: Sequence[Example]) -> dict[str, float]:
-        bs = self.options.eval_batch_size
-        probs = np.concatenate(
-            [self.predict_proba(examples[i : i + bs]) for i in range(0, len(examples), bs)]
-        )
-        return {"accuracy": float((probs.argmax(1) == np.array([e.label for e in examples])).mean())}
+        probs = probabilities_in_batches(self.predict_proba, examples, self.options.eval_batch_size)
+        return dev_accuracy(probs, examples)
