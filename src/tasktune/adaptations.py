@@ -6,21 +6,65 @@ artifact bytes a report shows are the bytes on disk, not an estimate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 from tasktune.evaluation.results import RunResult
 from tasktune.registry import Registry
 from tasktune.routes.base import Fitted
+from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
 SUMMARY_METRICS = ("accuracy", "macro_f1", "ece", "nll")
+TASK_FILE = "task.json"  # the task definition, so a server can rebuild the adaptation without task.yaml
+REFERENCE_FILE = "reference.json"  # what the evaluation saw: the baseline for drift monitoring
+REFERENCE_SAMPLE = 2000
+
+
+def evaluation_reference(result: RunResult, examples: Sequence[Example] = ()) -> dict:
+    """Predicted-label counts, and samples of confidence and input length (characters), on the
+    evaluation split: what live traffic is compared against. Samples are capped (evenly spaced rows)
+    so a large test set does not bloat the artifact."""
+    probs = np.array([r.probs for r in result.records], dtype=np.float64)
+    if probs.size == 0:
+        return {"n": 0, "label_counts": [0] * len(result.labels), "confidence": [], "length": []}
+    pick = np.unique(np.linspace(0, len(probs) - 1, min(len(probs), REFERENCE_SAMPLE)).round().astype(int))
+    lengths = []
+    if examples:
+        by_row = {e.row: e for e in examples}
+        for r in (result.records[i] for i in pick):
+            e = by_row.get(r.row)
+            if e is not None:
+                lengths.append(len(e.text) + (len(e.text_pair) if e.text_pair else 0))
+    return {
+        "n": len(probs),
+        "split": result.info.split,
+        "label_counts": np.bincount(probs.argmax(1), minlength=len(result.labels)).tolist(),
+        "confidence": [round(float(c), 6) for c in probs.max(1)[pick]],
+        "length": lengths,
+    }
 
 
 def register_fitted(
-    registry: Registry, task: TaskSpec, fitted: Fitted, result: RunResult, *, train_hash: str | None
+    registry: Registry,
+    task: TaskSpec,
+    fitted: Fitted,
+    result: RunResult,
+    *,
+    train_hash: str | None,
+    examples: Sequence[Example] = (),
 ) -> tuple[int, int]:
-    """Save ``fitted.artifact``; returns (version, bytes on disk)."""
+    """Save ``fitted.artifact`` with the task definition and the evaluation reference (``examples``:
+    the evaluated examples, for input lengths); returns (version, bytes on disk)."""
     art = fitted.artifact
     if art is None:
         raise ValueError("this route produced no artifact")
+    json_files = {
+        **(art.get("json_files") or {}),
+        TASK_FILE: task.definition(),
+        REFERENCE_FILE: evaluation_reference(result, examples),
+    }
     metrics = {k: result.metrics[k] for k in SUMMARY_METRICS if k in result.metrics}
     metrics["split"] = result.info.split
     metrics["protocol"] = result.info.protocol
@@ -37,7 +81,7 @@ def register_fitted(
         backbone=identity,
         route=result.info.route,
         tensors=art.get("tensors"),
-        json_files=art.get("json_files"),
+        json_files=json_files,
         route_config=route_config,
         metrics=metrics,
         task_hash=task.spec_hash(),

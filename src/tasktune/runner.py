@@ -257,7 +257,9 @@ def run_matrix(
 
                         with Registry(registry_root) as reg:
                             train_hash = splits["train"].content_hash() if "train" in splits else None
-                            version, size = register_fitted(reg, spec, fitted, result, train_hash=train_hash)
+                            version, size = register_fitted(
+                                reg, spec, fitted, result, train_hash=train_hash, examples=test.examples
+                            )
                         result.timings.artifact_bytes = size
                         result.info.route_config["registry_version"] = version
                     write_result(result, path)

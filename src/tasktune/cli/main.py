@@ -18,6 +18,7 @@ from tasktune.cli import (
     registry_cmd,
     report_cmd,
     run_cmd,
+    serve_cmd,
     task_cmd,
 )
 from tasktune.cli.console import console, err_console
@@ -39,6 +40,7 @@ app.add_typer(prompt_tune_cmd.app, name="prompt-tune")
 app.command("run")(run_cmd.run)
 app.command("demo")(run_cmd.demo)
 app.command("report")(report_cmd.report)
+app.command("serve")(serve_cmd.serve)
 
 
 @app.callback()

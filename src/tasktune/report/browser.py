@@ -73,3 +73,55 @@ def screenshot(
     if not png.is_file():
         raise RuntimeError(f"chromium did not write the screenshot {png}")
     return png
+
+
+# Pages served over HTTP (the serving dashboard on loopback): these take a URL rather than a file, and
+# give the page's scripts virtual time to run (its fetch of /v1/stats, its timers) before the dump or the
+# screenshot. With a virtual-time budget Chromium fast-forwards timers but waits for network requests in
+# flight, so the result does not depend on how loaded the machine is. --no-proxy-server keeps a proxy
+# from the environment out of a loopback connection.
+_URL_FLAGS = ("--no-proxy-server",)
+
+
+def dump_dom_url(
+    url: str,
+    *,
+    virtual_time_budget_ms: int = 5000,
+    chromium: str | None = None,
+    timeout: float = 120,
+) -> str:
+    """The DOM of the page at `url` after its scripts have had `virtual_time_budget_ms` of virtual time."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("chromium not found")
+    args = [*_URL_FLAGS, f"--virtual-time-budget={int(virtual_time_budget_ms)}", "--dump-dom", url]
+    return _run(chromium, args, timeout).stdout
+
+
+def screenshot_url(
+    url: str,
+    png: Path,
+    *,
+    size: tuple[int, int] = (1400, 1800),
+    virtual_time_budget_ms: int = 5000,
+    chromium: str | None = None,
+    timeout: float = 120,
+) -> Path:
+    """A PNG of the page at `url`, `size` = (width, height), after its scripts have had virtual time."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("chromium not found")
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    args = [
+        *_URL_FLAGS,
+        f"--virtual-time-budget={int(virtual_time_budget_ms)}",
+        f"--screenshot={png}",
+        f"--window-size={size[0]},{size[1]}",
+        url,
+    ]
+    _run(chromium, args, timeout)
+    if not png.is_file():
+        raise RuntimeError(f"chromium did not write the screenshot {png}")
+    return png

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from tasktune.routes.prompting.search import zero_shot_config
 from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,17 @@ def lora_targets(model: torch.nn.Module) -> list[str]:
 
 
 class FinetunedClassifier:
-    def __init__(self, backbone: Backbone, task: TaskSpec, options: FinetuneOptions, seed: int):
+    def __init__(
+        self,
+        backbone: Backbone,
+        task: TaskSpec,
+        options: FinetuneOptions,
+        seed: int,
+        *,
+        lora_config: LoraConfig | None = None,
+    ):
+        """``lora_config``: the adapter's config as stored (restoring an artifact) instead of one built
+        from ``options.lora``."""
         self.backbone, self.task, self.options = backbone, task, options
         self.num_labels = task.num_labels
         self.kind = backbone.kind
@@ -58,7 +72,7 @@ class FinetunedClassifier:
         if options.adapter == "full":
             self.model.requires_grad_(True)
         else:
-            self._add_lora()
+            self._add_lora(lora_config)
         if options.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         hidden = backbone.hidden_size
@@ -88,11 +102,11 @@ class FinetunedClassifier:
         self._pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self.train_mode(False)
 
-    def _add_lora(self) -> None:
+    def _add_lora(self, config: LoraConfig | None) -> None:
         from peft import LoraConfig, get_peft_model
 
         lo = self.options.lora
-        self.peft_config = LoraConfig(
+        self.peft_config = config or LoraConfig(
             r=lo.r,
             lora_alpha=lo.alpha,
             lora_dropout=lo.dropout,

@@ -24,27 +24,38 @@ from tasktune.task.spec import TaskSpec
 
 
 class CausalSoftPrompt:
-    def __init__(self, backbone: Backbone, task: TaskSpec, options: PromptTuningOptions, seed: int):
+    def __init__(
+        self,
+        backbone: Backbone,
+        task: TaskSpec,
+        options: PromptTuningOptions,
+        seed: int,
+        *,
+        prompt: torch.Tensor | None = None,
+    ):
+        """``prompt``: an already trained prompt (a stored one being restored) in place of the
+        seeded initialisation; (N, H) shallow, (layers, 2, kv_heads, N, head_dim) deep."""
         self.backbone, self.task, self.options = backbone, task, options
         self.num_labels = task.num_labels
         self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens)
-        g = torch.Generator().manual_seed(seed)
         tok = backbone.tokenizer
-        text = task.prompt.instruction or task.description or " ".join(task.label_names)
-        text_ids = tok(text, add_special_tokens=False)["input_ids"]
-        n = options.num_virtual_tokens
-        if options.depth == "shallow":
-            init = init_shallow(
-                backbone.model,
-                n,
-                options.init,
-                label_ids=self.inputs.label_token_ids,
-                text_ids=text_ids,
-                generator=g,
-            )
-        else:
-            init = init_deep(backbone.model, n, g, text_ids=text_ids)
-        self.prompt = torch.nn.Parameter(init.to(backbone.device.device))  # fp32, trained
+        if prompt is None:
+            g = torch.Generator().manual_seed(seed)
+            text = task.prompt.instruction or task.description or " ".join(task.label_names)
+            text_ids = tok(text, add_special_tokens=False)["input_ids"]
+            n = options.num_virtual_tokens
+            if options.depth == "shallow":
+                prompt = init_shallow(
+                    backbone.model,
+                    n,
+                    options.init,
+                    label_ids=self.inputs.label_token_ids,
+                    text_ids=text_ids,
+                    generator=g,
+                )
+            else:
+                prompt = init_deep(backbone.model, n, g, text_ids=text_ids)
+        self.prompt = torch.nn.Parameter(prompt.float().to(backbone.device.device))  # fp32, trained
         self._labels = torch.tensor(self.inputs.label_token_ids, device=backbone.device.device)
         self._dropout = torch.nn.Dropout(options.prompt_dropout)
         self._pad = tok.pad_token_id if tok.pad_token_id is not None else 0

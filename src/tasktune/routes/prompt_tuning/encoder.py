@@ -26,23 +26,28 @@ class EncoderSoftPrompt:
         options: PromptTuningOptions,
         seed: int,
         objective: str = "similarity",
+        *,
+        prompt: torch.Tensor | None = None,
     ):
+        """``prompt``: an already trained (N, H) prompt (a stored one being restored) in place of the
+        seeded initialisation."""
         if options.depth != "shallow":
             raise ValueError("deep prompts on encoders are not supported yet; use depth: shallow")
         self.backbone, self.task, self.options, self.objective = backbone, task, options, objective
         self.num_labels = task.num_labels
         dev = backbone.device.device
-        g = torch.Generator().manual_seed(seed)
         emb = backbone.model.get_input_embeddings().weight.detach().float()
-        # Initialise from the embeddings of the label descriptions' tokens (the encoder analogue of
-        # Lester et al.'s label-word init).
-        ids = backbone.tokenizer(" ".join(label_descriptions(task)), add_special_tokens=False)[
-            "input_ids"
-        ] or [0]
-        n = options.num_virtual_tokens
-        init = emb[torch.tensor([ids[i % len(ids)] for i in range(n)], device=emb.device)].cpu()
-        init = init + 0.01 * emb.std() * torch.randn(init.shape, generator=g)
-        self.prompt = torch.nn.Parameter(init.to(dev))
+        if prompt is None:
+            g = torch.Generator().manual_seed(seed)
+            # Initialise from the embeddings of the label descriptions' tokens (the encoder analogue of
+            # Lester et al.'s label-word init).
+            ids = backbone.tokenizer(" ".join(label_descriptions(task)), add_special_tokens=False)[
+                "input_ids"
+            ] or [0]
+            n = options.num_virtual_tokens
+            prompt = emb[torch.tensor([ids[i % len(ids)] for i in range(n)], device=emb.device)].cpu()
+            prompt = prompt + 0.01 * emb.std() * torch.randn(prompt.shape, generator=g)
+        self.prompt = torch.nn.Parameter(prompt.float().to(dev))
         self.label_vectors = torch.from_numpy(Embedder(backbone)(label_descriptions(task))).to(dev)  # (L, H)
         self.head = None
         if objective == "head":

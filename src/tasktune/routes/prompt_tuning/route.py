@@ -24,6 +24,9 @@ from tasktune.routes.trained import DEV_LIMIT, dev_sample, training_summary
 from tasktune.task.data import Example
 from tasktune.training import train
 
+SOFT_PROMPT_FILE = "soft_prompt.json"
+ENSEMBLE_FILE = "ensemble.json"
+
 
 def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *, progress: bool = False):
     if ctx.protocol == "zero" or not ctx.train:
@@ -56,7 +59,7 @@ def _artifact(trainable, options: PromptTuningOptions, result, kind: str) -> dic
         "tensors": tensors,
         "json_files": {
             **extra,
-            "soft_prompt.json": {
+            SOFT_PROMPT_FILE: {
                 "options": options.model_dump(mode="json"),
                 "label_token_ids": getattr(getattr(trainable, "inputs", None), "label_token_ids", None),
                 "best_step": result.best_step,
@@ -129,7 +132,9 @@ class PromptEnsembleRoute:
         member_acc = [float((t.predict_proba_all(dev).argmax(1) == y).mean()) for t in trained]
         ens_probs = np.concatenate([ensemble.predict_proba(dev[i : i + 32]) for i in range(0, len(dev), 32)])
         n_params = sum(p.numel() for t in trained for _, p in t.parameters())
-        tensors = {f"member{m}.prompt_embeddings": t.prompt.detach().cpu() for m, t in enumerate(trained)}
+        # One (M*N, H) tensor, member after member: the registry's soft-prompt layout allows a single
+        # prompt_embeddings tensor, and ensemble.json says how to split it back.
+        prompts = torch.cat([t.prompt.detach().float().cpu() for t in trained])
         return Fitted(
             ensemble,
             config={
@@ -142,8 +147,14 @@ class PromptEnsembleRoute:
             artifact_bytes=n_params * 4,
             artifact={
                 "kind": "soft-prompt",
-                "tensors": tensors,
-                "json_files": {"ensemble.json": {"members": self.members}},
+                "tensors": {"prompt_embeddings": prompts},
+                "json_files": {
+                    ENSEMBLE_FILE: {
+                        "members": self.members,
+                        "num_virtual_tokens": options.num_virtual_tokens,
+                        "options": options.model_dump(mode="json"),
+                    }
+                },
             },
         )
 

@@ -23,7 +23,10 @@ class DemoSelector:
         order: str = "fixed",
         seed: int = 13,
         embed: Embed | None = None,
+        fixed: Sequence[Example] | None = None,
     ):
+        """``fixed``: the demonstrations drawn at fit time, in their order (a stored prompt being
+        restored); they replace the seeded draw from ``pool``."""
         self.pool, self.per_class, self.selection, self.order, self.seed = (
             list(pool),
             per_class,
@@ -42,9 +45,11 @@ class DemoSelector:
                 raise ValueError("nearest-neighbour demonstrations need an embedding function")
             self.embed = embed
             self.pool_vectors = embed([e.text for e in self.pool]) if self.pool else None
-        rng = np.random.default_rng(seed)
-        fixed = [i for ix in self.by_class for i in rng.permutation(ix)[:per_class]] if per_class else []
-        self.fixed = [self.pool[i] for i in rng.permutation(fixed)] if fixed else []
+        if fixed is None:
+            rng = np.random.default_rng(seed)
+            drawn = [i for ix in self.by_class for i in rng.permutation(ix)[:per_class]] if per_class else []
+            fixed = [self.pool[i] for i in rng.permutation(drawn)] if drawn else []
+        self.fixed = list(fixed)
 
     def for_queries(self, queries: Sequence[Example]) -> list[list[Example]]:
         if not self.per_class:

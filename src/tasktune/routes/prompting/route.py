@@ -26,6 +26,7 @@ from tasktune.routes.prompting.predictor import CausalPromptScorer
 from tasktune.routes.prompting.search import search, zero_shot_config
 from tasktune.routes.registry import register_route
 from tasktune.task.data import Example
+from tasktune.task.spec import TaskSpec
 
 log = logging.getLogger(__name__)
 SEARCH_DEV_LIMIT = 200  # dev examples scored per search trial (stratified sample when dev is larger)
@@ -54,6 +55,14 @@ def knn_embedder():
 
 
 _KNN_EMBEDDER = None
+
+
+def demo_record(example: Example, task: TaskSpec) -> dict[str, str]:
+    """A demonstration as stored in prompt.json; the pair too, as the prompt shows it."""
+    record = {"text": example.text, "label": task.label_names[example.label]}
+    if example.text_pair is not None:
+        record["text_pair"] = example.text_pair
+    return record
 
 
 def fit_causal_prompt(ctx: FitContext, config: PromptConfig) -> tuple[CausalPromptScorer, dict[str, Any]]:
@@ -88,11 +97,11 @@ def fit_causal_prompt(ctx: FitContext, config: PromptConfig) -> tuple[CausalProm
         "config": config.model_dump(mode="json"),
         # Fixed demonstrations are the prompt; nearest-neighbour ones are chosen per input from the pool.
         "demonstrations": [
-            {"text": e.text, "label": ctx.task.label_names[e.label]}
+            demo_record(e, ctx.task)
             for e in (selector.fixed if selector and config.demo_selection == "random" else [])
         ],
         "demo_pool": [
-            {"text": e.text, "label": ctx.task.label_names[e.label]}
+            demo_record(e, ctx.task)
             for e in (ctx.train if selector and config.demo_selection == "knn" else [])
         ],
         "bias": None if bias is None else [float(x) for x in bias],

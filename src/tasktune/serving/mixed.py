@@ -1,0 +1,45 @@
+"""Rows of different tasks in one forward pass.
+
+Shallow soft prompts on a causal LM are the case that matters (hundreds of tasks on one backbone):
+each row carries its own task's prompt, template and label tokens, and one frozen-backbone pass
+answers them all (:func:`~tasktune.routes.prompt_tuning.soft_prompt.shallow_label_logits` takes the
+prompt per row). Rows of every other kind are grouped by adaptation and go through that
+adaptation's own scorer, one pass per group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import torch
+
+from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
+from tasktune.routes.prompt_tuning.soft_prompt import Encoded, shallow_label_logits
+from tasktune.task.data import Example
+
+
+def mix_key(scorer: object) -> Hashable | None:
+    """Scorers with equal keys can share a forward pass; None: this scorer runs alone."""
+    if isinstance(scorer, CausalSoftPrompt) and scorer.options.depth == "shallow":
+        # Same model object and the same prompt length (the prompts are stacked into one tensor).
+        return ("shallow-soft-prompt", id(scorer.backbone.model), int(scorer.prompt.shape[0]))
+    return None
+
+
+@torch.inference_mode()
+def mixed_soft_prompt_proba(rows: Sequence[tuple[CausalSoftPrompt, Example]]) -> list[np.ndarray]:
+    """Probabilities of each row under its own soft prompt, in one pass; rows must share a mix key."""
+    first = rows[0][0]
+    backbone = first.backbone
+    dev = backbone.device.device
+    ids = [sp.inputs.encode([e])[0] for sp, e in rows]
+    enc = Encoded.of(ids, first._pad, dev)
+    prompts = torch.stack([sp.prompt for sp, _ in rows]).to(dev)  # (B, N, H)
+    widths = [len(sp._labels) for sp, _ in rows]
+    L = max(widths)
+    labels = torch.zeros(len(rows), L, dtype=torch.long, device=dev)
+    for i, (sp, _) in enumerate(rows):
+        labels[i, : widths[i]] = sp._labels  # unused columns are read and ignored below
+    logits = shallow_label_logits(backbone.model, enc, prompts, labels, backbone.device.autocast())
+    return [logits[i, : widths[i]].softmax(-1).double().cpu().numpy() for i in range(len(rows))]
