@@ -14,9 +14,12 @@ from peft import (
     PromptTuningConfig,
     get_peft_model,
     get_peft_model_state_dict,
+    set_peft_model_state_dict,
 )
+from peft.tuners.lora.config import LoraRuntimeConfig
 
 from tasktune.registry import Registry, RegistryError, export_peft, peft_config_to_json
+from tasktune.registry.peft_export import build_peft_config, lora_config_from_json
 from tests.registry.conftest import llama_identity, make_tiny_llama
 
 INPUT_IDS = torch.tensor([[5, 17, 42, 99, 3, 64], [7, 8, 9, 10, 11, 12]])
@@ -70,6 +73,51 @@ def test_lora_round_trips_through_peft(registry: Registry, tmp_path):
     expected = _logits(model)
     assert not torch.allclose(expected, _logits(make_tiny_llama(seed=0)), atol=1e-3)  # non-zero B
     torch.testing.assert_close(_reload(tmp_path, artifact), expected, atol=1e-6, rtol=0)
+
+
+def test_stored_lora_config_rebuilds_into_a_config_get_peft_model_accepts(registry: Registry, tiny_llama_dir):
+    """``lora_config.json`` holds PEFT's per-process ``runtime_config`` as a plain dict; the rebuilt
+    LoraConfig must carry PEFT's own runtime type, or ``get_peft_model`` fails on it."""
+    from transformers import AutoModelForCausalLM
+
+    def load():
+        return AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+
+    config = LoraConfig(
+        task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    trained = get_peft_model(load(), config).eval()
+    stored = peft_config_to_json(config)
+    assert isinstance(stored["runtime_config"], dict)  # what older and current artifacts hold
+    registry.save(
+        "sentiment", "lora", backbone=llama_identity(trained), route="lora",
+        tensors=get_peft_model_state_dict(trained), json_files={"lora_config.json": stored},
+    )  # fmt: skip
+    artifact = registry.load("sentiment", 1)
+    rebuilt = build_peft_config(artifact, str(tiny_llama_dir))
+    model = get_peft_model(load(), rebuilt)  # failed on runtime_config.ephemeral_gpu_offload
+    assert isinstance(rebuilt.runtime_config, LoraRuntimeConfig) and rebuilt.inference_mode
+    assert isinstance(lora_config_from_json(stored, "here").runtime_config, LoraRuntimeConfig)
+    set_peft_model_state_dict(model, artifact.tensors)
+    assert set(get_peft_model_state_dict(model)) == set(artifact.tensors)
+    ids = torch.tensor([[1, 5, 7, 9, 11]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, trained(input_ids=ids).logits, atol=0, rtol=0)
+
+
+def test_a_soft_prompt_ensemble_is_refused(registry: Registry, tmp_path):
+    """An ensemble keeps its members one after the other in one prompt_embeddings tensor: exported as
+    is, PEFT would read them as one long prompt, which no one trained."""
+    base = make_tiny_llama(seed=0)
+    registry.save(
+        "sentiment", "soft-prompt", backbone=llama_identity(base), route="prompt_ensemble",
+        tensors={"prompt_embeddings": torch.randn(3 * 4, 32, generator=torch.Generator().manual_seed(4))},
+        json_files={"ensemble.json": {"members": 3, "num_virtual_tokens": 4, "options": {}}},
+    )  # fmt: skip
+    message = "is an ensemble of 3 soft prompts; PEFT has no ensemble format: export a single prompt_tuning"
+    with pytest.raises(RegistryError, match=message):
+        export_peft(registry.load("sentiment", 1), tmp_path / "out", "tiny-llama")
+    assert not (tmp_path / "out").exists()
 
 
 def test_deep_prompt_round_trips_through_peft(registry: Registry, tmp_path):

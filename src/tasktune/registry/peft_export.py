@@ -23,6 +23,14 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 EXTRA_WEIGHTS = "tasktune_extras.safetensors"  # head / label offset of a LoRA adaptation (not PEFT's)
 # Fields PEFT sets itself or that describe where the config came from, not the adapter.
 _NOT_USER_FIELDS = {"peft_type", "base_model_name_or_path", "revision", "auto_mapping", "peft_version"}
+# Per-process settings, not part of the adapter. ``peft_config_to_json`` (``dataclasses.asdict``) keeps
+# LoraConfig's ``runtime_config`` as a plain dict, but LoraConfig would keep that dict as it is (it only
+# rebuilds the sub-configs it saves itself), and ``get_peft_model`` then fails on
+# ``runtime_config.ephemeral_gpu_offload``. PEFT never saves it (``LoraConfig.to_dict`` drops it) and drops
+# it when reading an ``adapter_config.json`` that has one, so it is dropped here too: the rebuilt config
+# gets PEFT's default ``LoraRuntimeConfig``, as ``PeftModel.from_pretrained`` would give it.
+_RUNTIME_FIELDS = {"runtime_config"}
+ENSEMBLE_FILE = "ensemble.json"  # a prompt ensemble's members, concatenated in one prompt_embeddings
 
 
 def peft_config_to_json(config: Any) -> dict[str, Any]:
@@ -47,10 +55,11 @@ def peft_config_to_json(config: Any) -> dict[str, Any]:
 
 def _build(config_cls: type, fields: dict[str, Any], where: str) -> Any:
     known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(fields) - known - _NOT_USER_FIELDS)
+    skipped = _NOT_USER_FIELDS | _RUNTIME_FIELDS
+    unknown = sorted(set(fields) - known - skipped)
     if unknown:
         raise RegistryError(f"{where}: {config_cls.__name__} has no field(s) {unknown}")
-    kwargs = {k: v for k, v in fields.items() if k in known and k not in _NOT_USER_FIELDS}
+    kwargs = {k: v for k, v in fields.items() if k in known and k not in skipped}
     try:
         return config_cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -62,12 +71,29 @@ def _default_task_type(artifact: Artifact) -> str:
     return "CAUSAL_LM" if backbone is not None and backbone.kind == "causal" else "FEATURE_EXTRACTION"
 
 
+def lora_config_from_json(fields: dict[str, Any], where: str) -> Any:
+    """The LoraConfig a stored ``lora_config.json`` describes, in inference mode, ready for
+    ``get_peft_model`` (runtime-only fields dropped; raises :class:`RegistryError` naming ``where``)."""
+    from peft import LoraConfig
+
+    return _build(LoraConfig, {**fields, "inference_mode": True}, where)
+
+
 def build_peft_config(artifact: Artifact, base_model_name_or_path: str) -> Any:
     """The PEFT config object matching an artifact (raises for kinds PEFT cannot load)."""
-    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig
+    from peft import PrefixTuningConfig, PromptTuningConfig
 
     where = f"{artifact.task} v{artifact.version} ({artifact.kind})"
     backbone = artifact.backbone
+    if artifact.kind == "soft-prompt" and ENSEMBLE_FILE in artifact.json_files:
+        # prompt_embeddings holds the members one after the other: exported as is, PEFT would load them
+        # as one long prompt, a model nobody trained.
+        meta = artifact.json_files[ENSEMBLE_FILE]
+        members = meta.get("members", "several") if isinstance(meta, dict) else "several"
+        raise RegistryError(
+            f"{where} is an ensemble of {members} soft prompts; PEFT has no ensemble format: export a "
+            "single prompt_tuning adaptation instead"
+        )
     if artifact.kind in ("soft-prompt", "deep-prompt"):
         assert backbone is not None  # enforced at save time for these kinds
         num_tokens = int(artifact.tensors["prompt_embeddings"].shape[0])
@@ -86,8 +112,7 @@ def build_peft_config(artifact: Artifact, base_model_name_or_path: str) -> Any:
             fields["prefix_projection"] = False
             config = _build(PrefixTuningConfig, fields, where)
     elif artifact.kind == "lora":
-        fields = {**artifact.json_files["lora_config.json"], "inference_mode": True}
-        config = _build(LoraConfig, fields, where)
+        config = lora_config_from_json(artifact.json_files["lora_config.json"], where)
     else:
         raise RegistryError(
             f"{where}: PEFT export supports soft-prompt, deep-prompt and lora, not {artifact.kind!r}"

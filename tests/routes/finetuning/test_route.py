@@ -124,6 +124,25 @@ def test_lora_merge_for_inference_keeps_the_predictions(llama):
     assert np.allclose(before, clf2.predict_proba(list(DEV)), atol=1e-5)
 
 
+@pytest.mark.parametrize(("objective", "adapter"), [("head", "full"), ("head", "lora"), ("prompt", "lora")])
+def test_construction_leaves_the_global_rng_alone_and_still_follows_the_seed(objective, adapter, llama):
+    """Head and LoRA initialisation draw from the classifier's seed without reseeding the process: a
+    server restoring an adaptation, or any caller, keeps its own torch RNG stream."""
+    opts = default_options("few", objective, adapter, "causal", 13)
+
+    def initial(global_seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(global_seed)
+        torch.rand(3)  # somewhere in the stream, not at a fresh seed
+        before = torch.get_rng_state()
+        clf = FinetunedClassifier(llama, TASK, opts, 13)
+        assert torch.equal(torch.get_rng_state(), before), "constructing a classifier moved the torch RNG"
+        return {n: p.detach().clone() for n, p in clf.parameters() if "lora_A" in n or n.startswith("head.")}
+
+    first, second = initial(1), initial(2)
+    assert first and first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first), "initialisation must depend on the seed only"
+
+
 def test_zero_shot_protocol_is_refused(llama):
     with pytest.raises(TaskTuneError, match="few or full"):
         get_route("finetune_head").fit(FitContext(TASK, (), (), "zero", 13, llama))

@@ -10,9 +10,10 @@ and 2 exactly (same prompt, same label tokens, same pooling).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,6 +51,32 @@ def lora_targets(model: torch.nn.Module) -> list[str]:
     )
 
 
+@contextlib.contextmanager
+def seeded_init(seed: int, device: torch.device) -> Iterator[None]:
+    """Draws from ``seed`` on the generators parameter initialisation uses (the CPU's, and ``device``'s
+    when it is an accelerator), with their states put back on exit: building a classifier (a server
+    restoring an adaptation, any caller) must not reseed the process. The draws are exactly those after
+    ``torch.manual_seed(seed)``, which seeds these generators (and others, which initialisation does not
+    touch). Training does not depend on the state left behind: the loop seeds every global RNG itself
+    (``seed_everything``) before its first step, and nothing between construction and training draws
+    from them (calibration runs in eval mode)."""
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            yield
+    elif device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        with torch.random.fork_rng(devices=[index], device_type="cuda"), torch.cuda.device(index):
+            torch.random.default_generator.manual_seed(seed)
+            torch.cuda.manual_seed(seed)  # the current device: ``index``
+            yield
+    else:  # another accelerator: every device of its type
+        with torch.random.fork_rng(device_type=device.type):
+            torch.random.default_generator.manual_seed(seed)
+            torch.get_device_module(device.type).manual_seed(seed)
+            yield
+
+
 class FinetunedClassifier:
     def __init__(
         self,
@@ -66,37 +93,43 @@ class FinetunedClassifier:
         self.num_labels = task.num_labels
         self.kind = backbone.kind
         dev = backbone.device.device
-        torch.manual_seed(seed)  # head and LoRA initialisation
-        self.model = copy.deepcopy(backbone.model).float()  # (B, ...) fp32 master weights; autocast on CUDA
-        self.peft_config = None
-        if options.adapter == "full":
-            self.model.requires_grad_(True)
-        else:
-            self._add_lora(lora_config)
-        if options.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        hidden = backbone.hidden_size
-        self.head = None
-        self.inputs = None
-        if options.objective == "head":
-            self.head = torch.nn.Sequential(
-                torch.nn.Dropout(options.classifier_dropout), torch.nn.Linear(hidden, task.num_labels)
-            ).to(dev)
-            torch.nn.init.normal_(self.head[1].weight, std=0.02)
-            torch.nn.init.zeros_(self.head[1].bias)
-        elif self.kind == "causal":
-            # LM-BFF on a decoder: route 1's zero-shot prompt (instruction, template, chat format, cue)
-            # and the first label words, so step 0 is exactly the zero-shot prompt's classifier.
-            config = zero_shot_config(task, has_unlabelled=False).model_copy(update={"calibration": "none"})
-            self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens, config=config)
-            self._label_ids = torch.tensor(self.inputs.label_token_ids, device=dev)
-            # A per-label offset on the label logits, trained with the model; :meth:`calibrate` starts it
-            # at route 1's mean calibration, so step 0 is the *calibrated* zero-shot prompt.
-            self.label_bias = torch.nn.Parameter(torch.zeros(task.num_labels, device=dev))
-        else:
-            # The encoder analogue: route 1's similarity to the label descriptions, with the
-            # descriptions encoded by the model being trained (the artifact needs nothing else).
-            self._descriptions = label_descriptions(task)
+        with seeded_init(seed, dev):  # head and LoRA initialisation
+            self.model = copy.deepcopy(
+                backbone.model
+            ).float()  # (B, ...) fp32 master weights; autocast on CUDA
+            self.peft_config = None
+            if options.adapter == "full":
+                self.model.requires_grad_(True)
+            else:
+                self._add_lora(lora_config)
+            if options.gradient_checkpointing:
+                self.model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
+            hidden = backbone.hidden_size
+            self.head = None
+            self.inputs = None
+            if options.objective == "head":
+                self.head = torch.nn.Sequential(
+                    torch.nn.Dropout(options.classifier_dropout), torch.nn.Linear(hidden, task.num_labels)
+                ).to(dev)
+                torch.nn.init.normal_(self.head[1].weight, std=0.02)
+                torch.nn.init.zeros_(self.head[1].bias)
+            elif self.kind == "causal":
+                # LM-BFF on a decoder: route 1's zero-shot prompt (instruction, template, chat format, cue)
+                # and the first label words, so step 0 is exactly the zero-shot prompt's classifier.
+                config = zero_shot_config(task, has_unlabelled=False).model_copy(
+                    update={"calibration": "none"}
+                )
+                self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens, config=config)
+                self._label_ids = torch.tensor(self.inputs.label_token_ids, device=dev)
+                # A per-label offset on the label logits, trained with the model; :meth:`calibrate` starts it
+                # at route 1's mean calibration, so step 0 is the *calibrated* zero-shot prompt.
+                self.label_bias = torch.nn.Parameter(torch.zeros(task.num_labels, device=dev))
+            else:
+                # The encoder analogue: route 1's similarity to the label descriptions, with the
+                # descriptions encoded by the model being trained (the artifact needs nothing else).
+                self._descriptions = label_descriptions(task)
         self._frozen_descriptions: torch.Tensor | None = None
         tok = backbone.tokenizer
         self._pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)

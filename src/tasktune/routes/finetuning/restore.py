@@ -13,6 +13,7 @@ from tasktune.backbones.loading import Backbone
 from tasktune.errors import TaskTuneError
 from tasktune.evaluation.scorer import Scorer
 from tasktune.registry.artifact import Artifact
+from tasktune.registry.peft_export import lora_config_from_json
 from tasktune.routes.finetuning.classifier import FinetunedClassifier
 from tasktune.routes.finetuning.config import FinetuneOptions
 from tasktune.routes.restore import check_label_tokens, freeze, json_file, register_restorer, where
@@ -38,15 +39,8 @@ def _load_full(model: torch.nn.Module, weights: dict[str, torch.Tensor], name: s
 
 
 def _lora_config(artifact: Artifact) -> LoraConfig:
-    """The adapter's LoraConfig as stored. ``runtime_config`` is PEFT's per-process setting, which PEFT
-    never saves itself; the stored JSON has it as a plain dict that LoraConfig would keep as one."""
-    from peft import LoraConfig
-
-    fields = {k: v for k, v in json_file(artifact, LORA_FILE).items() if k != "runtime_config"}
-    try:
-        return LoraConfig(**{**fields, "inference_mode": True})
-    except (TypeError, ValueError) as err:
-        raise TaskTuneError(f"{where(artifact)}: invalid {LORA_FILE}: {err}") from err
+    """The adapter's LoraConfig as stored, in inference mode (the registry's PEFT export builds the same)."""
+    return lora_config_from_json(json_file(artifact, LORA_FILE), f"{where(artifact)}, {LORA_FILE}")
 
 
 def _load_lora(clf: FinetunedClassifier, weights: dict[str, torch.Tensor], name: str) -> None:
