@@ -111,9 +111,8 @@ def main() -> None:
     ]
     for r in rows:
         print(f"  {r['what']:<60} {r['mb']:>10.1f} MB")
-    print(
-        f"  extra per task: {extra * 1024 / args.tasks:.1f} KB; saved in {saved_s:.1f} s, loaded in {load_s:.1f} s"
-    )
+    per_task_kb = extra * 1024 / args.tasks
+    print(f"  extra per task: {per_task_kb:.1f} KB; saved in {saved_s:.1f} s, loaded in {load_s:.1f} s")
     write_result(
         "serve_memory",
         settings={"tasks": args.tasks, "virtual_tokens": args.virtual_tokens, "backbone": BACKBONE},

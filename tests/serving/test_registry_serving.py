@@ -31,7 +31,7 @@ def trained(tmp_path_factory, tiny_llama_dir):
     write_jsonl(root / "train.jsonl", make_rows(20))
     write_jsonl(
         root / "test.jsonl",
-        [{"text": f"test item {i} {lab}", "label": lab} for i in range(6) for lab in ("negative", "positive")],
+        [{"text": f"test item {i} {y}", "label": y} for i in range(6) for y in ("negative", "positive")],
     )
     (root / "task.yaml").write_text(
         "name: tiny\nlabels:\n  - name: negative\n    words: [bad]\n  - name: positive\n    words: [good]\n"
@@ -45,8 +45,15 @@ def trained(tmp_path_factory, tiny_llama_dir):
             mp.setenv("TASKTUNE_CACHE", str(root / "cache"))
             mp.setattr(pt_route, "default_options", _quick_prompt_tuning)
             outcome = run_matrix(
-                spec, route_names=ROUTES, backbone_names=[str(tiny_llama_dir)], protocol="few", seeds=[13],
-                k=4, out_dir=root / "out", device="cpu", registry_root=root / "registry",
+                spec,
+                route_names=ROUTES,
+                backbone_names=[str(tiny_llama_dir)],
+                protocol="few",
+                seeds=[13],
+                k=4,
+                out_dir=root / "out",
+                device="cpu",
+                registry_root=root / "registry",
             )
     finally:
         torch.set_num_threads(threads)
@@ -60,8 +67,11 @@ def trained(tmp_path_factory, tiny_llama_dir):
 def test_served_versions_answer_as_evaluated(trained, tiny_llama_dir, tmp_path):
     root, results, test = trained
     settings = ServeSettings(
-        registry=root / "registry", log_db=tmp_path / "log.sqlite", admin_token=TOKEN,
-        backbones={tiny_llama_dir.name: str(tiny_llama_dir)}, device="cpu",
+        registry=root / "registry",
+        log_db=tmp_path / "log.sqlite",
+        admin_token=TOKEN,
+        backbones={tiny_llama_dir.name: str(tiny_llama_dir)},
+        device="cpu",
     )
     app = create_app(settings)
     texts = [e.text for e in test]
@@ -74,7 +84,8 @@ def test_served_versions_answer_as_evaluated(trained, tiny_llama_dir, tmp_path):
         for route, result in results.items():
             version = result.info.route_config["registry_version"]
             if version not in c.get("/v1/tasks").json()["tasks"][0]["loaded_versions"]:
-                assert c.post("/admin/tasks/tiny/load", json={"ref": version}, headers=ADMIN).status_code == 200
+                r = c.post("/admin/tasks/tiny/load", json={"ref": version}, headers=ADMIN)
+                assert r.status_code == 200
             body = c.post("/v1/predict", json={"task": "tiny", "texts": texts, "version": version}).json()
             assert body["version"] == version and body["route"] == route
             by_row = {r.row: r.probs for r in result.records}
