@@ -49,13 +49,23 @@ def build_registry(registry: Path, steps: int) -> None:
     def short(protocol, depth="shallow", seed=13, n_train=None):
         options = default_options(protocol, depth, seed, n_train)
         return options.model_copy(
-            update={"train": options.train.model_copy(update={"max_steps": steps, "eval_every": steps})}
+            update={
+                "train": options.train.model_copy(
+                    update={"max_steps": steps, "epochs": None, "eval_every": steps}
+                )
+            }
         )
 
     pt_route.default_options = short
     data = registry.parent / "data"
     data.mkdir(parents=True, exist_ok=True)
+    from tasktune.registry import Registry
+
+    with Registry(registry) as reg:
+        done = set(reg.tasks())
     for name in TASKS:
+        if name in done:
+            continue
         spec = load_task(REPO / "examples" / f"{name}.yaml")
         test_rows = spec.resolve(spec.data["test"]).read_text(encoding="utf-8").splitlines()[:TEST_ROWS]
         (data / f"{name}-test.jsonl").write_text("\n".join(test_rows) + "\n", encoding="utf-8")
@@ -76,7 +86,7 @@ def build_registry(registry: Path, steps: int) -> None:
                 protocol=protocol,
                 seeds=[13],
                 k=8,
-                out_dir=registry.parent / "cells",
+                out_dir=registry.parent / "cells" / name,  # cell names do not carry the task
                 registry_root=registry,
             )
             if outcome.failures:
@@ -192,9 +202,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8, help="soft-prompt training steps in the set-up")
     args = p.parse_args()
 
-    if not (args.registry / "registry.db").exists():
-        print("set-up: training and registering the served adaptations")
-        build_registry(args.registry, args.steps)
+    build_registry(args.registry, args.steps)  # what is missing from the registry
     texts = texts_by_task(args.registry)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -221,8 +229,13 @@ def main() -> None:
         start = time.perf_counter()
         while True:
             try:
-                if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                r = httpx.get(f"{base}/health/ready", timeout=2)
+                if r.status_code == 200:
                     break
+                if "loading failed" in r.text:
+                    raise SystemExit(
+                        f"the server could not load the adaptations: {r.json()['error']['message']}"
+                    )
             except httpx.TransportError:
                 pass
             if server.poll() is not None or time.perf_counter() - start > 300:

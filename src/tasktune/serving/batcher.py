@@ -24,9 +24,13 @@ from tasktune.errors import DataError, TaskTuneError
 from tasktune.serving.errors import ServingError
 from tasktune.serving.mixed import mix_key, mixed_soft_prompt_proba
 from tasktune.serving.pool import Served
+from tasktune.serving.shared_lora import mixed_lora_proba
 from tasktune.task.data import Example
 
 log = logging.getLogger(__name__)
+
+# Mix-key kinds answered by one function over rows of several adaptations (see serving/mixed.py).
+MIXED = {"shallow-soft-prompt": mixed_soft_prompt_proba, "shared-lora": mixed_lora_proba}
 
 
 class QueueFull(Exception):
@@ -179,11 +183,12 @@ class MicroBatcher:
                 job.future.set_result(probs)
 
     def _predict(self, key: object, jobs: list[Job]) -> list[np.ndarray]:
-        if isinstance(key, tuple) and key[0] == "shallow-soft-prompt":
+        mixed = MIXED.get(key[0]) if isinstance(key, tuple) else None
+        if mixed is not None:
             rows = [(job.served.scorer, e) for job in jobs for e in job.examples]
             probs: list[np.ndarray] = []
             for s in range(0, len(rows), self.max_batch):
-                probs += mixed_soft_prompt_proba(rows[s : s + self.max_batch])
+                probs += mixed(rows[s : s + self.max_batch])
             out, at = [], 0
             for job in jobs:
                 out.append(np.stack(probs[at : at + len(job.examples)]))

@@ -3,8 +3,9 @@
 Shallow soft prompts on a causal LM are the case that matters (hundreds of tasks on one backbone):
 each row carries its own task's prompt, template and label tokens, and one frozen-backbone pass
 answers them all (:func:`~tasktune.routes.prompt_tuning.soft_prompt.shallow_label_logits` takes the
-prompt per row). Rows of every other kind are grouped by adaptation and go through that
-adaptation's own scorer, one pass per group.
+prompt per row). LoRA adaptations restored on a shared host mix the same way, each row running its own
+adapter (:func:`~tasktune.serving.shared_lora.mixed_lora_proba`). Rows of every other kind are grouped
+by adaptation and go through that adaptation's own scorer, one pass per group.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded, shallow_label_logits
+from tasktune.serving.shared_lora import SharedLoraScorer
 from tasktune.task.data import Example
 
 
@@ -24,6 +26,8 @@ def mix_key(scorer: object) -> Hashable | None:
     if isinstance(scorer, CausalSoftPrompt) and scorer.options.depth == "shallow":
         # Same model object and the same prompt length (the prompts are stacked into one tensor).
         return ("shallow-soft-prompt", id(scorer.backbone.model), int(scorer.prompt.shape[0]))
+    if isinstance(scorer, SharedLoraScorer):
+        return ("shared-lora", id(scorer.host))  # any adapters on one host: one pass, adapter per row
     return None
 
 

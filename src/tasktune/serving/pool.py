@@ -96,10 +96,12 @@ class ModelPool:
         served = self._load(task, ref)
         with self._lock:
             existing = self.served.get(served.key)
-            if existing is not None:
-                return existing
-            self.served[served.key] = served
-            self.routing.setdefault(task, Routing(active=served.version))
+            if existing is None:
+                self.served[served.key] = served
+                self.routing.setdefault(task, Routing(active=served.version))
+        if existing is not None:
+            _release(served.scorer)  # loaded twice (concurrent loads): the copy nobody will use
+            return existing
         return served
 
     def activate(self, task: str, ref: str | int) -> Served:
@@ -123,7 +125,10 @@ class ModelPool:
             in_use = {routing.active} | ({routing.ab.a, routing.ab.b} if routing.ab else set())
             if version in in_use:
                 raise conflict(f"v{version} of {task!r} is serving traffic; activate another version first")
-            del self.served[(task, version)]
+            served = self.served.pop((task, version))
+        # A LoRA adapter on a shared host is deleted from it (at once, or by the next forward if one is
+        # running); a request already routed to this version then fails cleanly instead of using it.
+        _release(served.scorer)
 
     # --- A/B ----------------------------------------------------------------------------------------
     def start_ab(self, task: str, a: int, b: int, share_b: float) -> ABTest:
@@ -207,13 +212,23 @@ class ModelPool:
             return out
 
 
+def _release(scorer: object) -> None:
+    """Free what a dropped scorer holds outside itself (its adapter on a shared LoRA host)."""
+    release = getattr(scorer, "release", None)
+    if callable(release):
+        release()
+
+
 class RegistryLoader:
     """Loads versions from a registry: every backbone once, each adaptation restored onto it and
-    warmed up (one prediction) before it is handed out."""
+    warmed up (one prediction) before it is handed out. LoRA adaptations go onto one shared copy of
+    their backbone per backbone (:mod:`tasktune.serving.shared_lora`), as named adapters that mix in
+    one forward pass, instead of a private copy each."""
 
     def __init__(self, settings: ServeSettings):
         self.settings = settings
         self.backbones: dict[str, Any] = {}
+        self.lora_hosts: dict[str, Any] = {}  # backbone name -> SharedLoraHost, made on first use
         self._backbone_lock = threading.Lock()
 
     def backbone(self, name: str):
@@ -225,10 +240,35 @@ class RegistryLoader:
                 self.backbones[name] = load_backbone(where, device=self.settings.device)
             return self.backbones[name]
 
+    def lora_host(self, name: str):
+        from tasktune.serving.shared_lora import SharedLoraHost
+
+        backbone = self.backbone(name)
+        with self._backbone_lock:
+            if name not in self.lora_hosts:
+                self.lora_hosts[name] = SharedLoraHost(backbone)
+            return self.lora_hosts[name]
+
+    def _restore(self, artifact, backbone_name: str, backbone) -> Scorer:
+        """The adaptation's scorer: on the backbone's shared LoRA host where that applies, else the
+        route's own restorer."""
+        from tasktune.routes.restore import restore_scorer
+        from tasktune.serving.shared_lora import SharedLoraRefused, restore_shared_lora
+
+        if artifact.kind == "lora":
+            try:
+                scorer = restore_shared_lora(artifact, self.lora_host(backbone_name))
+            except SharedLoraRefused as err:
+                log.warning("%s; restoring it on a private copy of the backbone", err)
+                scorer = None
+            if scorer is not None:
+                return scorer
+        return restore_scorer(artifact, backbone)
+
     def __call__(self, task: str, ref: str | int) -> Served:
         from tasktune.adaptations import REFERENCE_FILE
         from tasktune.registry import IntegrityError, Registry, RegistryError
-        from tasktune.routes.restore import restore_scorer, restore_task
+        from tasktune.routes.restore import restore_task
 
         start = time.perf_counter()
         try:
@@ -246,10 +286,14 @@ class RegistryLoader:
             )
         try:
             backbone = self.backbone(identity.name)
-            scorer = restore_scorer(artifact, backbone)
-            spec = restore_task(artifact)
-            if self.settings.warmup:
-                scorer.predict_proba([Example("warm-up", 0)])
+            scorer = self._restore(artifact, identity.name, backbone)
+            try:
+                spec = restore_task(artifact)
+                if self.settings.warmup:
+                    scorer.predict_proba([Example("warm-up", 0)])
+            except BaseException:
+                _release(scorer)  # its adapter must not stay on the shared host
+                raise
         except (TaskTuneError, RegistryError) as err:
             raise ServingError(409, "load_failed", f"cannot serve {task} v{artifact.version}: {err}") from err
         log.info(
