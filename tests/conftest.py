@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -82,13 +83,32 @@ def make_rows(n_per_label: int, labels=("negative", "positive")) -> list[dict]:
 @pytest.fixture
 def task_dir(tmp_path) -> Path:
     """A valid small two-label task: 40 train rows per label, 10 test rows per label."""
-    write_jsonl(tmp_path / "train.jsonl", make_rows(40))
-    test_rows = [
-        {"text": f"test item {i} {lab}", "label": lab} for i in range(10) for lab in ("negative", "positive")
-    ]
-    write_jsonl(tmp_path / "test.jsonl", test_rows)
-    (tmp_path / "task.yaml").write_text(
+    write_tiny_task(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium for page tests: skipped locally when missing, a failure on CI (``CI=true``)."""
+    from tasktune.report.browser import find_chromium
+
+    found = find_chromium()
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is missing on CI: install it (apt-get install -y chromium), see .ci/run")
+        pytest.skip("chromium not installed (apt-get install -y chromium)")
+    return found
+
+
+def write_tiny_task(root: Path, n_train: int = 40, n_test: int = 10) -> Path:
+    """A two-label task in ``root``: ``n_train`` train rows and ``n_test`` test rows per label."""
+    write_jsonl(root / "train.jsonl", make_rows(n_train))
+    write_jsonl(
+        root / "test.jsonl",
+        [{"text": f"test item {i} {y}", "label": y} for i in range(n_test) for y in ("negative", "positive")],
+    )
+    (root / "task.yaml").write_text(
         "name: tiny\nlabels:\n  - name: negative\n    words: [bad]\n  - name: positive\n    words: [good]\n"
         "data:\n  train: {path: train.jsonl}\n  test: {path: test.jsonl}\n"
     )
-    return tmp_path
+    return root / "task.yaml"

@@ -1,24 +1,11 @@
 """Render report.html in headless Chromium: the figures and the table must be in the DOM it builds,
 and a screenshot must be a real page (right size, not one flat colour)."""
 
-import os
 import re
 
 import numpy as np
-import pytest
 
-from tasktune.report.browser import dump_dom, find_chromium, screenshot
-
-CHROMIUM = find_chromium()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing on CI: install it (apt-get install -y chromium), see .ci/run")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
-    return CHROMIUM
+from tasktune.report.browser import dump_dom, screenshot
 
 
 def test_rendered_dom_has_the_figures_and_table_rows(built, chromium):

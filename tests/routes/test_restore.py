@@ -30,7 +30,7 @@ from tasktune.runner import cell_name, run_matrix
 from tasktune.task.data import Example, load_splits
 from tasktune.task.spec import load_task
 from tasktune.training.config import TrainConfig
-from tests.conftest import make_rows, write_jsonl
+from tests.conftest import write_tiny_task
 from tests.routes.prompting.conftest import TASK
 from tests.tiny_models import build_llama
 
@@ -87,15 +87,7 @@ def run(tmp_path_factory, tiny_llama_dir, tiny_bert_dir):
     """Every servable cell through ``run_matrix`` with a registry, once for the module. Module-scoped
     fixtures run before the per-test autouse ones, so this sets their one thread and caches itself."""
     root = tmp_path_factory.mktemp("restore")
-    write_jsonl(root / "train.jsonl", make_rows(40))
-    rows = [
-        {"text": f"test item {i} {lab}", "label": lab} for i in range(10) for lab in ("negative", "positive")
-    ]
-    write_jsonl(root / "test.jsonl", rows)
-    (root / "task.yaml").write_text(
-        "name: tiny\nlabels:\n  - name: negative\n    words: [bad]\n  - name: positive\n    words: [good]\n"
-        "data:\n  train: {path: train.jsonl}\n  test: {path: test.jsonl}\n"
-    )
+    write_tiny_task(root)
     spec = load_task(root / "task.yaml")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -6,7 +6,6 @@ must be a real page."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from collections import Counter
@@ -17,10 +16,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from tasktune.report.browser import dump_dom_url, find_chromium, screenshot_url
+from tasktune.report.browser import dump_dom_url, screenshot_url
 from tasktune.serving.dashboard import CSP, dashboard_html, dom_id
 
-CHROMIUM = find_chromium()
 CHARTS = ("traffic", "latency", "accuracy", "labels")
 HOSTILE_TASK = "<img src=x onerror=alert(1)>"
 # Run as markup, this would mark <body>: a behavioural check on top of the serialised text.
@@ -157,15 +155,6 @@ def server():
 
 def _url(httpd, path: str) -> str:
     return f"http://127.0.0.1:{httpd.server_address[1]}{path}"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is missing on CI: install it (apt-get install -y chromium), see .ci/run")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
-    return CHROMIUM
 
 
 # ---- a small tree of the dumped DOM, to look at one element by id

@@ -4,10 +4,8 @@ traffic (bars, latency lines, accuracy bars, label mix) and a screenshot must be
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -15,35 +13,13 @@ import httpx
 import pytest
 
 from tasktune.report.browser import dump_dom_url, screenshot_url
-from tests.serving.test_dashboard import _data_marks, _Tree, chromium  # noqa: F401  (fixture)
-from tests.serving.test_shutdown import REPO, _free_port
+from tests.serving.run_stub_server import start_stub_server
+from tests.serving.test_dashboard import _data_marks, _Tree
 
 
 @pytest.fixture
 def loaded_server(tmp_path):
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.serving.run_stub_server",
-            str(port),
-            str(tmp_path / "log.sqlite"),
-            "0.01",
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
+    proc, base = start_stub_server(tmp_path / "log.sqlite", 0.01)
     stop = threading.Event()
     sent = []
 
@@ -77,7 +53,7 @@ def loaded_server(tmp_path):
             proc.kill()
 
 
-def test_dashboard_under_load_draws_every_chart(loaded_server, chromium, tmp_path):  # noqa: F811
+def test_dashboard_under_load_draws_every_chart(loaded_server, chromium, tmp_path):
     base, sent = loaded_server
     tree = _Tree(dump_dom_url(f"{base}/", chromium=chromium))
     for chart in ("traffic", "latency", "accuracy", "labels"):

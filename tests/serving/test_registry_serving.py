@@ -25,18 +25,10 @@ ROUTES = ("prompt_tuning", "prompting")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_llama_dir):
-    from tests.conftest import make_rows, write_jsonl
+    from tests.conftest import write_tiny_task
 
     root = tmp_path_factory.mktemp("served")
-    write_jsonl(root / "train.jsonl", make_rows(20))
-    write_jsonl(
-        root / "test.jsonl",
-        [{"text": f"test item {i} {y}", "label": y} for i in range(6) for y in ("negative", "positive")],
-    )
-    (root / "task.yaml").write_text(
-        "name: tiny\nlabels:\n  - name: negative\n    words: [bad]\n  - name: positive\n    words: [good]\n"
-        "data:\n  train: {path: train.jsonl}\n  test: {path: test.jsonl}\n"
-    )
+    write_tiny_task(root, n_train=20, n_test=6)
     spec = load_task(root / "task.yaml")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

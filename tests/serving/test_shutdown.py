@@ -3,52 +3,23 @@ process exits in time — a real uvicorn process on loopback."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.serving.run_stub_server import start_stub_server
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_drains_in_flight_requests_then_exits(tmp_path):
-    port, log_db = _free_port(), tmp_path / "log.sqlite"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.serving.run_stub_server", str(port), str(log_db), "1.0"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    log_db = tmp_path / "log.sqlite"
+    proc, base = start_stub_server(log_db, 1.0)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read().decode()
-            time.sleep(0.1)
-        else:
-            pytest.fail("server never became ready")
 
         def ask(i: int) -> int:
             body = {"task": "sentiment", "texts": [f"in flight {i}"]}

@@ -43,12 +43,33 @@ def _run(chromium: str, args: list[str], timeout: float) -> subprocess.Completed
     return proc
 
 
+def _chromium(chromium: str | None) -> str:
+    found = chromium or find_chromium()
+    if found is None:
+        raise FileNotFoundError("chromium not found")
+    return found
+
+
+def _dump(target: str, extra: list[str], chromium: str | None, timeout: float) -> str:
+    return _run(_chromium(chromium), [*extra, "--dump-dom", target], timeout).stdout
+
+
+def _shoot(
+    target: str, png: Path, size: tuple[int, int], extra: list[str], chromium: str | None, timeout: float
+) -> Path:
+    png = Path(png).resolve()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    args = [*extra, f"--screenshot={png}", f"--window-size={size[0]},{size[1]}", target]
+    _run(_chromium(chromium), args, timeout)
+    if not png.is_file():
+        raise RuntimeError(f"chromium did not write the screenshot {png}")
+    return png
+
+
 def dump_dom(html: Path, *, chromium: str | None = None, timeout: float = 120) -> str:
     """The DOM after Chromium has parsed and laid out the page, serialised as HTML."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise FileNotFoundError("chromium not found")
-    return _run(chromium, ["--dump-dom", Path(html).resolve().as_uri()], timeout).stdout
+    return _dump(Path(html).resolve().as_uri(), [], chromium, timeout)
 
 
 def screenshot(
@@ -59,20 +80,7 @@ def screenshot(
     chromium: str | None = None,
     timeout: float = 120,
 ) -> Path:
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise FileNotFoundError("chromium not found")
-    png = Path(png).resolve()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    png.unlink(missing_ok=True)
-    _run(
-        chromium,
-        [f"--screenshot={png}", f"--window-size={size[0]},{size[1]}", Path(html).resolve().as_uri()],
-        timeout,
-    )
-    if not png.is_file():
-        raise RuntimeError(f"chromium did not write the screenshot {png}")
-    return png
+    return _shoot(Path(html).resolve().as_uri(), png, size, [], chromium, timeout)
 
 
 # Pages served over HTTP (the serving dashboard on loopback): these take a URL rather than a file, and
@@ -80,7 +88,8 @@ def screenshot(
 # screenshot. With a virtual-time budget Chromium fast-forwards timers but waits for network requests in
 # flight, so the result does not depend on how loaded the machine is. --no-proxy-server keeps a proxy
 # from the environment out of a loopback connection.
-_URL_FLAGS = ("--no-proxy-server",)
+def _url_flags(virtual_time_budget_ms: int) -> list[str]:
+    return ["--no-proxy-server", f"--virtual-time-budget={int(virtual_time_budget_ms)}"]
 
 
 def dump_dom_url(
@@ -91,11 +100,7 @@ def dump_dom_url(
     timeout: float = 120,
 ) -> str:
     """The DOM of the page at `url` after its scripts have had `virtual_time_budget_ms` of virtual time."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise FileNotFoundError("chromium not found")
-    args = [*_URL_FLAGS, f"--virtual-time-budget={int(virtual_time_budget_ms)}", "--dump-dom", url]
-    return _run(chromium, args, timeout).stdout
+    return _dump(url, _url_flags(virtual_time_budget_ms), chromium, timeout)
 
 
 def screenshot_url(
@@ -108,20 +113,4 @@ def screenshot_url(
     timeout: float = 120,
 ) -> Path:
     """A PNG of the page at `url`, `size` = (width, height), after its scripts have had virtual time."""
-    chromium = chromium or find_chromium()
-    if chromium is None:
-        raise FileNotFoundError("chromium not found")
-    png = Path(png).resolve()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    png.unlink(missing_ok=True)
-    args = [
-        *_URL_FLAGS,
-        f"--virtual-time-budget={int(virtual_time_budget_ms)}",
-        f"--screenshot={png}",
-        f"--window-size={size[0]},{size[1]}",
-        url,
-    ]
-    _run(chromium, args, timeout)
-    if not png.is_file():
-        raise RuntimeError(f"chromium did not write the screenshot {png}")
-    return png
+    return _shoot(url, png, size, _url_flags(virtual_time_budget_ms), chromium, timeout)
