@@ -36,7 +36,8 @@ def evaluation_reference(result: RunResult, examples: Sequence[Example] = ()) ->
         for r in (result.records[i] for i in pick):
             e = by_row.get(r.row)
             if e is not None:
-                lengths.append(len(e.text) + (len(e.text_pair) if e.text_pair else 0))
+                # As the server logs it: a pair is counted as text + newline + pair.
+                lengths.append(len(e.text) + (1 + len(e.text_pair) if e.text_pair is not None else 0))
     return {
         "n": len(probs),
         "split": result.info.split,
