@@ -98,3 +98,33 @@ def test_serve_cli_refuses_bad_settings_with_a_message(tmp_path, capsys):
     assert main(["serve", "--registry", str(tmp_path), "--tasks", "Bad Task"]) == 2
     assert "not a task reference" in capsys.readouterr().err
     assert main(["serve", "--registry", str(tmp_path), "--backbone", "no-equals-sign"]) == 2
+
+
+def test_default_version_is_production_then_candidate_then_latest(trained, tiny_llama_dir, tmp_path):
+    from tasktune.registry import Registry
+
+    root, _, _ = trained
+    settings = ServeSettings(
+        registry=root / "registry",
+        log_db=tmp_path / "log.sqlite",
+        backbones={tiny_llama_dir.name: str(tiny_llama_dir)},
+        device="cpu",
+    )
+
+    def active() -> int:
+        with TestClient(create_app(settings)) as c:
+            _wait_ready(c, timeout=60)
+            return c.get("/v1/tasks").json()["tasks"][0]["active_version"]
+
+    with Registry(root / "registry") as reg:
+        reg.set_alias("tiny", "candidate", 1)
+    try:
+        assert active() == 1  # what `tasktune run` recommended
+        with Registry(root / "registry") as reg:
+            reg.set_alias("tiny", "production", 2)
+        assert active() == 2  # what a person promoted wins
+    finally:
+        with Registry(root / "registry") as reg:
+            for alias in ("candidate", "production"):
+                if alias in reg.aliases("tiny"):
+                    reg.remove_alias("tiny", alias)

@@ -19,7 +19,7 @@ def serve(
         "",
         "--tasks",
         help="Comma-separated 'task' or 'task@alias' / 'task@v3' (default: every task, "
-        "each at its production alias, else its latest version).",
+        "each at its production alias, else its candidate alias, else its latest version).",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (loopback unless you mean it)."),
     port: int = typer.Option(8000, "--port"),

@@ -40,6 +40,7 @@ from tasktune.serving.traffic import Traffic
 from tasktune.task.data import Example
 
 log = logging.getLogger(__name__)
+DEFAULT_ALIASES = ("production", "candidate")
 ERRORS = {s: {"model": ErrorBody} for s in (404, 409, 413, 422, 429, 503, 504)}
 
 
@@ -57,8 +58,8 @@ class ServerState:
 
 
 def _initial_load(state: ServerState) -> None:
-    """Every requested task (default: all of the registry), each at its production alias when it has
-    one, else its latest version."""
+    """Every requested task (default: all of the registry), each at its ``production`` alias, else its
+    ``candidate`` alias (set by ``tasktune run``), else its latest version."""
     from tasktune.registry import Registry
 
     refs = state.settings.task_refs()
@@ -68,7 +69,9 @@ def _initial_load(state: ServerState) -> None:
     for task, ref in refs:
         if ref is None:
             with Registry(state.settings.registry) as reg:
-                ref = "production" if "production" in reg.aliases(task) else "latest"
+                aliases = reg.aliases(task)
+            # What a person promoted, else what `tasktune run` recommended, else the newest.
+            ref = next((a for a in DEFAULT_ALIASES if a in aliases), "latest")
         state.pool.activate(task, ref)
 
 

@@ -18,8 +18,8 @@ class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     registry: Path = Path(DEFAULT_ROOT)
-    # "task" (its production alias, else its latest version) or "task@alias" / "task@vN"; empty: every
-    # task in the registry.
+    # "task" (its production alias, else candidate, else its latest version) or "task@alias" /
+    # "task@vN"; empty: every task in the registry.
     tasks: tuple[str, ...] = ()
     # Backbone name → embedded name or local folder, for adaptations made on a local model folder.
     backbones: dict[str, str] = Field(default_factory=dict)
