@@ -92,14 +92,17 @@ def main() -> None:
             "artifact_bytes": rs[0].timings.artifact_bytes,
             "device": rs[0].info.device,
             "dtype": rs[0].info.dtype,
+            # Subsets of different sizes share the protocol key; the size travels with each row.
+            "train_limit": args.train_limit if protocol_key == "subset" else None,
         }
         rows.append(row)
         key = f"{spec.name}/{protocol_key}/{route}/{backbone}"
         summary[f"{key}/acc_mean"] = row["acc_mean"]
         summary[f"{key}/acc_std"] = row["acc_std"]
         summary[f"{key}/macro_f1_mean"] = row["macro_f1_mean"]
+    size = f"-n{args.train_limit}" if protocol_key == "subset" else ""
     settings = {
-        f"{spec.name}/{protocol_key}": {
+        f"{spec.name}/{protocol_key}{size}": {
             "task_file": args.task,
             "train_limit": args.train_limit,
             "routes": args.routes,

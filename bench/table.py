@@ -40,7 +40,8 @@ def load_rows() -> list[dict]:
     for path in files:
         data = json.loads(path.read_text())
         for row in data.get("rows", []):
-            protocol = "subset" if row.get("train_limit") else row["protocol"]
+            # Reduced full-data runs of different sizes are different cells (subset-n8000, ...).
+            protocol = f"subset-n{row['train_limit']}" if row.get("train_limit") else row["protocol"]
             key = (row["task"], protocol, row["route"], row.get("backbone") or "–")
             cells[key] = {**row, "protocol": protocol, "backbone": key[3], "file": path.name}
     return list(cells.values())
@@ -85,19 +86,19 @@ def render(rows: list[dict]) -> str:
             "| protocol | best route (backbone) | acc % | 95 % CI | cost | anchors |",
         ]
         lines.append("|---|---|---|---|---|---|")
-        for protocol in sorted({r["protocol"] for r in mine}, key=lambda p: ORDER.get(p, 9)):
+        for protocol in sorted({r["protocol"] for r in mine}, key=lambda p: ORDER.get(p.split("-")[0], 9)):
             cell = [r for r in mine if r["protocol"] == protocol and r["route"] != "majority"]
             if not cell:
                 continue
             best = max(cell, key=lambda r: r["acc_mean"])
-            anchors = "; ".join(ANCHORS.get((task, "full" if protocol == "subset" else protocol), [])) or "–"
+            anchors = "; ".join(ANCHORS.get((task, "full" if protocol.startswith("subset") else protocol), [])) or "–"
             lines.append(
                 f"| {protocol} | {best['route']} ({best['backbone']}) | {_acc(best)} | {_ci(best)} | "
                 f"{_cost(best)} | {anchors} |"
             )
         lines += ["", "| protocol | route | backbone | acc % | macro-F1 % | 95 % CI | cost | file |"]
         lines.append("|---|---|---|---|---|---|---|---|")
-        for r in sorted(mine, key=lambda r: (ORDER.get(r["protocol"], 9), -r["acc_mean"])):
+        for r in sorted(mine, key=lambda r: (ORDER.get(r["protocol"].split("-")[0], 9), -r["acc_mean"])):
             f1 = r.get("macro_f1_mean")
             lines.append(
                 f"| {r['protocol']} | {r['route']} | {r['backbone']} | {_acc(r)} | "
