@@ -36,7 +36,7 @@ def main() -> None:
         accs = []
         for seed in (int(s) for s in args.seeds.split(",")):
             ps = few_shot(train_split, spec.label_names, k=16, seed=seed)
-            options = default_options("few", seed=seed)
+            options = default_options("few", seed=seed, backbone_kind="encoder")
             trainable = EncoderSoftPrompt(backbone, spec, options, seed, objective=objective)
             train(trainable, ps.train, ps.dev, options.train, backbone.device, progress=False)
             metrics, _ = evaluate(trainable, test, batch_size=64)

@@ -46,8 +46,8 @@ def build_registry(registry: Path, steps: int) -> None:
     from tasktune.runner import run_matrix
     from tasktune.task.spec import load_task, parse_task
 
-    def short(protocol, depth="shallow", seed=13, n_train=None):
-        options = default_options(protocol, depth, seed, n_train)
+    def short(protocol, depth="shallow", seed=13, n_train=None, backbone_kind="causal", from_prompt=None):
+        options = default_options(protocol, depth, seed, n_train, backbone_kind, from_prompt)
         return options.model_copy(
             update={
                 "train": options.train.model_copy(

@@ -53,7 +53,9 @@ def main() -> None:
     from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
     from tasktune.routes.prompt_tuning.config import default_options
 
-    options = default_options("few").model_copy(update={"num_virtual_tokens": args.virtual_tokens})
+    options = default_options("few", from_prompt=False).model_copy(
+        update={"num_virtual_tokens": args.virtual_tokens}
+    )
     probe = CausalSoftPrompt(backbone, spec, options, seed=0)
     probe.predict_proba([Example("a warm-up sentence for the allocator", 0)])
     del probe

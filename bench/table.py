@@ -91,7 +91,8 @@ def render(rows: list[dict]) -> str:
             if not cell:
                 continue
             best = max(cell, key=lambda r: r["acc_mean"])
-            anchors = "; ".join(ANCHORS.get((task, "full" if protocol.startswith("subset") else protocol), [])) or "–"
+            anchor_key = (task, "full" if protocol.startswith("subset") else protocol)
+            anchors = "; ".join(ANCHORS.get(anchor_key, [])) or "–"
             lines.append(
                 f"| {protocol} | {best['route']} ({best['backbone']}) | {_acc(best)} | {_ci(best)} | "
                 f"{_cost(best)} | {anchors} |"

@@ -51,7 +51,8 @@ def main() -> None:
     used = {e.row for e in splits.train}
     pool = [e for e in full_train.examples if e.row not in used]
     dev_ex = [pool[i] for i in np.random.default_rng(0).permutation(len(pool))[:256]]
-    options = default_options("few").model_copy(
+    # Label-word init: the same 20 virtual tokens as the PEFT loop it is compared with.
+    options = default_options("few", from_prompt=False).model_copy(
         update={
             "train": TrainConfig(
                 max_steps=steps, batch_size=args.batch, lr=args.lr, seed=13, schedule="constant"

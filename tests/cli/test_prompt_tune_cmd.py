@@ -39,3 +39,36 @@ def test_explain_refuses_other_kinds(tiny_llama_dir, tmp_path, capsys):
         )
     assert main(["prompt-tune", "explain", "demo", "--registry", str(tmp_path / "reg")]) == 2
     assert "explain reads shallow soft prompts" in capsys.readouterr().err
+
+
+def test_sweep_trains_each_length_and_writes_dev_and_test_accuracy(tiny_llama_dir, tmp_path, capsys):
+    import json
+
+    from tests.conftest import write_tiny_task
+
+    (tmp_path / "task").mkdir()
+    task = write_tiny_task(tmp_path / "task", n_train=40, n_test=5)
+    out = tmp_path / "sweep.json"
+    args = ["prompt-tune", "sweep", str(task), "--lengths", "2,6", "--seeds", "13", "--backbone"]
+    assert main([*args, str(tiny_llama_dir), "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "length sweep" in printed
+    data = json.loads(out.read_text())
+    assert [r["length"] for r in data["rows"]] == [2, 6]
+    hidden = load_backbone(str(tiny_llama_dir), device="cpu").hidden_size
+    assert [r["trainable_parameters"] for r in data["rows"]] == [2 * hidden, 6 * hidden]
+    for cell in data["cells"]:
+        assert 0 <= cell["test_accuracy"] <= 1 and cell["dev_accuracy"] is not None
+
+
+def test_sweep_refuses_bad_lengths_and_the_prompt_init(tiny_llama_dir, tmp_path, capsys):
+    from tests.conftest import write_tiny_task
+
+    (tmp_path / "task").mkdir()
+    task = str(write_tiny_task(tmp_path / "task"))
+    base = ["prompt-tune", "sweep", task, "--backbone", str(tiny_llama_dir)]
+    assert main([*base, "--lengths", "5,x"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert main([*base, "--lengths", "0"]) == 2
+    assert main([*base, "--init", "prompt"]) == 2
+    assert "zero-shot prompt's length" in capsys.readouterr().err

@@ -50,9 +50,14 @@ CELLS = [(route, which) for which, names in SERVABLE.items() for route in names]
 SEED, K = 13, 4
 
 
-def _quick_prompt_tuning(protocol, depth="shallow", seed=13, n_train=None):
+def _quick_prompt_tuning(
+    protocol, depth="shallow", seed=13, n_train=None, backbone_kind="causal", from_prompt=None
+):
+    """The real defaults (on llama: initialised from the zero-shot prompt, whose length the prompt
+    takes) with a few quick steps; num_virtual_tokens applies to the encoder's prompt."""
     train = TrainConfig(max_steps=4, batch_size=4, lr=0.1, eval_every=2, seed=seed)
-    return pt_defaults(protocol, depth, seed).model_copy(update={"num_virtual_tokens": 3, "train": train})
+    defaults = pt_defaults(protocol, depth, seed, backbone_kind=backbone_kind, from_prompt=from_prompt)
+    return defaults.model_copy(update={"num_virtual_tokens": 3, "train": train})
 
 
 def _quick_finetuning(protocol, objective, adapter, kind, seed, n_train=None):
@@ -145,7 +150,9 @@ def test_restored_causal_soft_prompt_shares_the_backbone(run, backbones):
     artifact = _artifact(run, "prompt_tuning", "llama")
     sp = restore_scorer(artifact, llama)
     assert isinstance(sp, CausalSoftPrompt) and sp.backbone is llama and sp.backbone.model is llama.model
-    assert sp.prompt.shape == (3, llama.hidden_size) and sp.prompt.device == llama.device.device
+    # Initialised from the zero-shot prompt: as long as that prompt's opening.
+    assert sp.prompt.shape == (len(sp.inputs.prefix_ids), llama.hidden_size) and sp.inputs.prefix_ids
+    assert sp.prompt.device == llama.device.device
     assert torch.equal(sp.prompt.detach().cpu(), artifact.tensors["prompt_embeddings"])
     assert isinstance(sp.inputs, SoftPromptInputs) and not sp._dropout.training
     assert (

@@ -1,4 +1,4 @@
-"""``tasktune prompt-tune ...``: inspect trained soft prompts."""
+"""``tasktune prompt-tune ...``: inspect trained soft prompts; sweep their length."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from rich.table import Table
 from tasktune.cli.console import console
 from tasktune.errors import TaskTuneError
 
-app = typer.Typer(help="Prompt tuning: inspect trained soft prompts.", no_args_is_help=True)
+app = typer.Typer(
+    help="Prompt tuning: inspect trained soft prompts, sweep their length.", no_args_is_help=True
+)
 
 
 @app.command("explain")
@@ -47,3 +49,64 @@ def explain(
     for i, row in enumerate(rows):
         table.add_row(str(i), "  ".join(f"{tok!r} {sim:.2f}" for tok, sim in row))
     console.print(table)
+
+
+@app.command("sweep")
+def sweep(
+    task_file: Path = typer.Argument(..., help="The task's YAML file."),
+    lengths: str = typer.Option("1,5,20,50", "--lengths", help="Prompt lengths to train, comma-separated."),
+    backbone: str = typer.Option("smollm2-135m-instruct", "--backbone", help="Backbone name or folder."),
+    protocol: str = typer.Option("few", "--protocol", help="few or full."),
+    seeds: str = typer.Option("13,21,42", "--seeds", help="Seeds per length, comma-separated."),
+    depth: str = typer.Option("shallow", "--depth", help="shallow or deep."),
+    init: str = typer.Option("labels", "--init", help="random, vocab, text or labels."),
+    train_limit: int = typer.Option(0, "--train-limit", help="full protocol: a random subset of train."),
+    device: str = typer.Option("", "--device", help="cpu, cuda, ... (default: the best available)."),
+    out: Path = typer.Option(None, "--out", help="Also write the sweep as JSON here."),
+) -> None:
+    """Train soft prompts of several lengths; dev and test accuracy per length (choose on dev)."""
+    import json
+
+    from tasktune.backbones.loading import load_backbone
+    from tasktune.routes.prompt_tuning.sweep import sweep_lengths, to_json
+    from tasktune.task.data import load_splits
+    from tasktune.task.spec import load_task
+
+    try:
+        length_list = [int(v) for v in lengths.split(",") if v.strip()]
+        seed_list = [int(v) for v in seeds.split(",") if v.strip()]
+    except ValueError as e:
+        raise TaskTuneError(f"--lengths and --seeds take comma-separated integers: {e}") from e
+    spec = load_task(task_file)
+    splits = load_splits(spec)
+    b = load_backbone(backbone, device=device or None)
+
+    def show(cell) -> None:
+        console.print(
+            f"length {cell.length:4d} seed {cell.seed}: dev {cell.dev_accuracy} test "
+            f"{cell.test_accuracy:.4f} ({cell.fit_seconds:.0f} s)"
+        )
+
+    rows, cells = sweep_lengths(
+        spec,
+        splits,
+        b,
+        lengths=length_list,
+        seeds=seed_list,
+        protocol=protocol,
+        depth=depth,
+        init=init,
+        train_limit=train_limit or None,
+        on_cell=show,
+    )
+    table = Table(title=f"{spec.name}: soft-prompt length sweep ({protocol}, {depth}, init {init})")
+    for col in ("length", "trainable", "dev acc (mean)", "test acc (mean ± std)", "fit s"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        dev = f"{100 * r.dev_mean:.1f}" if r.dev_mean is not None else "–"
+        test = f"{100 * r.test_mean:.1f} ± {100 * r.test_std:.1f}"
+        table.add_row(str(r.length), f"{r.trainable_parameters:,}", dev, test, f"{r.fit_seconds_mean:.0f}")
+    console.print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(to_json(rows, cells), indent=1) + "\n", encoding="utf-8")

@@ -27,6 +27,7 @@ def training_summary(options: BaseModel, result: TrainResult) -> dict[str, Any]:
         "options": options.model_dump(mode="json"),
         "best_step": result.best_step,
         "best_dev": result.best_metrics,
+        **result.extra,  # route-specific figures, e.g. the dev score after WiSE-FT interpolation
         "stopped": result.stopped,
         "train_seconds": round(result.seconds, 2),
         "train_examples_per_second": round(result.examples_per_second, 2),

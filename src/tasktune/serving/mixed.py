@@ -24,8 +24,8 @@ from tasktune.task.data import Example
 def mix_key(scorer: object) -> Hashable | None:
     """Scorers with equal keys can share a forward pass; None: this scorer runs alone."""
     if isinstance(scorer, CausalSoftPrompt) and scorer.options.depth == "shallow":
-        # Same model object and the same prompt length (the prompts are stacked into one tensor).
-        return ("shallow-soft-prompt", id(scorer.backbone.model), int(scorer.prompt.shape[0]))
+        # Same model object; prompts of different lengths are left-padded into one tensor.
+        return ("shallow-soft-prompt", id(scorer.backbone.model))
     if isinstance(scorer, SharedLoraScorer):
         return ("shared-lora", id(scorer.host))  # any adapters on one host: one pass, adapter per row
     return None
@@ -39,11 +39,17 @@ def mixed_soft_prompt_proba(rows: Sequence[tuple[CausalSoftPrompt, Example]]) ->
     dev = backbone.device.device
     ids = [sp.inputs.encode([e])[0] for sp, e in rows]
     enc = Encoded.of(ids, first._pad, dev)
-    prompts = torch.stack([sp.prompt for sp, _ in rows]).to(dev)  # (B, N, H)
+    lengths = torch.tensor([sp.prompt.shape[0] for sp, _ in rows], device=dev)
+    N = int(lengths.max())
+    prompts = torch.zeros(len(rows), N, first.prompt.shape[1], device=dev)  # (B, N, H), left-padded
+    for i, (sp, _) in enumerate(rows):
+        prompts[i, N - sp.prompt.shape[0] :] = sp.prompt
     widths = [len(sp._labels) for sp, _ in rows]
     L = max(widths)
     labels = torch.zeros(len(rows), L, dtype=torch.long, device=dev)
     for i, (sp, _) in enumerate(rows):
         labels[i, : widths[i]] = sp._labels  # unused columns are read and ignored below
-    logits = shallow_label_logits(backbone.model, enc, prompts, labels, backbone.device.autocast())
+    logits = shallow_label_logits(
+        backbone.model, enc, prompts, labels, backbone.device.autocast(), prompt_lengths=lengths
+    )
     return [logits[i, : widths[i]].softmax(-1).double().cpu().numpy() for i in range(len(rows))]

@@ -195,3 +195,39 @@ def test_full_data_schedule_gives_small_sets_more_passes():
     assert small["epochs"] == 8 and small["eval_every"] == 9
     assert full_data_schedule(10, 32, 2000)["epochs"] == 20  # capped
     assert full_data_schedule(None, 32, 2000)["epochs"] == 1
+
+
+@pytest.mark.parametrize("adapter", ["full", "lora"])
+def test_wise_ft_keeps_the_point_between_start_and_trained_weights(adapter, llama):
+    """interpolate=0.5 keeps start + 0.5·(trained − start); for LoRA the weight delta B·A is halved
+    (B scaled, A as trained)."""
+    train = TrainConfig(max_steps=3, batch_size=4, lr=5e-2, seed=13)
+    opts = default_options("few", "prompt", adapter, "causal", 13).model_copy(
+        update={"train": train, "interpolate": 1.0}
+    )
+    ctx = FitContext(TASK, TRAIN, DEV, "few", 13, llama)
+    trained_clf, _, _ = ft_route.fit_finetuned(ctx, opts)
+    trained = trained_clf.artifact_tensors()
+    start_clf = FinetunedClassifier(llama, TASK, opts, 13)
+    start_clf.calibrate(ft_route.dev_sample(tuple(ctx.unlabelled), ft_route.CALIBRATION_TEXTS, 13))
+    start = start_clf.artifact_tensors()
+    half_clf, result, _ = ft_route.fit_finetuned(ctx, opts.model_copy(update={"interpolate": 0.5}))
+    half = half_clf.artifact_tensors()
+    assert set(half) == set(trained)
+    moved = [k for k in trained if not torch.equal(trained[k], start[k])]
+    assert moved, "training moved nothing: the test would prove nothing"
+    for k in trained:
+        expected = trained[k] if "lora_A" in k else start[k].lerp(trained[k], 0.5)
+        assert torch.allclose(half[k], expected, atol=1e-6), k
+    assert "accuracy" in result.extra["interpolated_dev"]
+    if adapter == "lora":
+        a, b = next(k for k in half if "lora_A" in k), next(k for k in half if "lora_B" in k)
+        assert torch.allclose(half[b] @ half[a], 0.5 * (trained[b] @ trained[a]), atol=1e-6)
+
+
+def test_wise_ft_is_refused_for_a_random_head():
+    opts = default_options("few", "head", "full", "causal", 13)
+    with pytest.raises(ValueError, match="random head"):
+        FinetuneOptions(**{**opts.model_dump(), "interpolate": 0.5})
+    assert default_options("few", "prompt", "full", "causal", 13).interpolate == 0.5
+    assert default_options("full", "prompt", "full", "causal", 13).interpolate == 1.0

@@ -20,10 +20,12 @@ DEV = TRAIN[:4]
 def quick_options(monkeypatch):
     """Tiny runs: the route's defaults are for real models."""
 
-    def options(protocol, depth="shallow", seed=13, n_train=None):
-        base = default_options(protocol, depth, seed)
+    def options(protocol, depth="shallow", seed=13, n_train=None, backbone_kind="causal", from_prompt=None):
+        base = default_options(protocol, depth, seed, backbone_kind=backbone_kind)
         train = TrainConfig(max_steps=6, batch_size=4, lr=0.1, eval_every=3, seed=seed)
-        return base.model_copy(update={"num_virtual_tokens": 3, "train": train})
+        # Label-word init so the prompt has the length asked for (a prompt-initialised one has the
+        # zero-shot prompt's; tests/routes/prompt_tuning/test_trainables.py covers that).
+        return base.model_copy(update={"num_virtual_tokens": 3, "init": "labels", "train": train})
 
     monkeypatch.setattr(pt_route, "default_options", options)
 

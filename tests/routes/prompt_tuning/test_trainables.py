@@ -67,3 +67,35 @@ def test_encoder_soft_prompt_learns(tiny_bert_dir, objective):
     # so how far 25 steps get differs; that they move every prediction towards the label does not.
     after = sp.predict_proba(BATCH)
     assert after.shape == (8, 2) and after[:, 1].mean() > before
+
+
+@pytest.mark.parametrize("depth", ["shallow", "deep"])
+def test_prompt_init_starts_as_route_ones_zero_shot_prompt(tiny_llama_dir, depth):
+    """init="prompt": the soft prompt is the zero-shot prompt's opening (as embeddings, or as the keys
+    and values the model computes for it) and the hard tokens are the rest, token for token, so step 0
+    gives route 1's (uncalibrated) probabilities."""
+    from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
+    from tasktune.routes.prompt_tuning.soft_prompt import Encoded
+    from tasktune.routes.prompting.search import zero_shot_config
+
+    backbone = load_backbone(str(tiny_llama_dir), device="cpu")
+    options = default_options("few", depth, backbone_kind="causal")
+    assert options.init == "prompt" and options.train.eval_at_start
+    sp = CausalSoftPrompt(backbone, TASK, options, 0)
+    config = zero_shot_config(TASK, has_unlabelled=False).model_copy(update={"calibration": "none"})
+    whole = SoftPromptInputs(TASK, backbone.tokenizer, 256, config=config)
+    rows = whole.encode(BATCH)
+    assert rows == [sp.inputs.prefix_ids + r for r in sp.inputs.encode(BATCH)]
+    n = len(sp.inputs.prefix_ids)
+    assert n > 3 and sp.prompt.shape[0 if depth == "shallow" else 3] == n
+    enc = Encoded.of(rows, 0, backbone.device.device)
+    with torch.no_grad():
+        h = backbone.model.base_model(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
+        last = h[torch.arange(len(BATCH)), enc.lengths - 1]
+        logits = backbone.model.get_output_embeddings()(last)[:, whole.label_token_ids]
+    np.testing.assert_allclose(sp.predict_proba(BATCH), logits.softmax(-1).double().numpy(), atol=1e-5)
+
+
+def test_encoders_keep_their_label_description_start():
+    options = default_options("few", backbone_kind="encoder")
+    assert options.init == "labels" and options.train.lr == 3e-2 and not options.train.eval_at_start

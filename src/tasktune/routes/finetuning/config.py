@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasktune.routes.trained import full_data_schedule
 from tasktune.training.config import TrainConfig
@@ -40,7 +40,21 @@ class FinetuneOptions(BaseModel):
     max_tokens: int = Field(default=256, ge=8, description="input tokens kept per example")
     gradient_checkpointing: bool = False
     eval_batch_size: int = Field(default=32, ge=1)
+    # WiSE-FT (Wortsman et al. 2022): the weights kept are start + interpolate * (trained - start), a
+    # point on the line from the starting classifier to the dev-selected fine-tuned one. 1.0 keeps the
+    # fine-tuned weights; below 1 is only meaningful when the start is itself a classifier (the
+    # prompt-based objective), never a random head.
+    interpolate: float = Field(default=1.0, gt=0, le=1)
     train: TrainConfig
+
+    @model_validator(mode="after")
+    def _interpolate_needs_a_working_start(self) -> FinetuneOptions:
+        if self.interpolate < 1 and self.objective == "head":
+            raise ValueError(
+                f"interpolate={self.interpolate} moves the weights back toward the start, and a head "
+                "objective starts from a random head; use interpolate=1.0 or objective='prompt'"
+            )
+        return self
 
 
 def default_options(
@@ -74,4 +88,7 @@ def default_options(
     else:
         schedule = full_data_schedule(n_train, 32, target_examples=2000)
         train = TrainConfig(batch_size=32, warmup_ratio=0.06, **schedule, **shared)
-    return FinetuneOptions(objective=objective, adapter=adapter, train=train)
+    # WiSE-FT halfway (the paper's default mixing weight) when few-shot training starts from the prompt's
+    # classifier: 32 examples pull the weights far from a start that already generalises.
+    interpolate = 0.5 if protocol == "few" and objective == "prompt" and adapter == "full" else 1.0
+    return FinetuneOptions(objective=objective, adapter=adapter, interpolate=interpolate, train=train)

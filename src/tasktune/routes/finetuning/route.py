@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from tasktune.errors import TaskTuneError
 from tasktune.registry.peft_export import peft_config_to_json
 from tasktune.routes.base import FitContext, Fitted
@@ -32,10 +34,28 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     texts = dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, options.train.seed)
     clf.calibrate(texts)  # prompt-based only: start from the calibrated zero-shot prompt
     dev = dev_sample(ctx.dev, DEV_LIMIT, options.train.seed)
+    start = None
+    if options.interpolate < 1:
+        start = {name: p.detach().clone() for name, p in clf.parameters()}  # after calibration
     result = train(clf, ctx.train, dev, options.train, ctx.backbone.device, progress=progress)
     trained = sum(p.numel() for _, p in clf.parameters())  # counted before finish() freezes them
+    if start is not None:
+        interpolate_weights(clf.parameters(), start, options.interpolate)
+        result.extra["interpolated_dev"] = {k: float(v) for k, v in clf.evaluate(dev).items()}
     clf.finish()
     return clf, result, trained
+
+
+@torch.no_grad()
+def interpolate_weights(
+    params: list[tuple[str, torch.nn.Parameter]], start: dict[str, torch.Tensor], alpha: float
+) -> None:
+    """In place: p = start + alpha * (p - start) (WiSE-FT's weight-space ensemble). LoRA's A matrices
+    stay as trained: the weight delta is B·A with B starting at zero, so scaling B alone scales the
+    delta by alpha, which interpolating A as well would not (it would give roughly alpha²)."""
+    for name, p in params:
+        if "lora_A" not in name:
+            p.copy_(start[name].lerp(p, alpha))
 
 
 @dataclass

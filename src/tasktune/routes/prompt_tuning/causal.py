@@ -18,6 +18,7 @@ from tasktune.routes.prompt_tuning.soft_prompt import (
     init_shallow,
     shallow_label_logits,
 )
+from tasktune.routes.prompting.search import zero_shot_config
 from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
@@ -37,13 +38,22 @@ class CausalSoftPrompt:
         seeded initialisation; (N, H) shallow, (layers, 2, kv_heads, N, head_dim) deep."""
         self.backbone, self.task, self.options = backbone, task, options
         self.num_labels = task.num_labels
-        self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens)
         tok = backbone.tokenizer
+        if options.init == "prompt":
+            # Route 1's zero-shot prompt (uncalibrated): its constant opening becomes the soft prompt.
+            config = zero_shot_config(task, has_unlabelled=False).model_copy(update={"calibration": "none"})
+            self.inputs = SoftPromptInputs(task, tok, options.max_tokens, config=config, split_prefix=True)
+        else:
+            self.inputs = SoftPromptInputs(task, tok, options.max_tokens)
         if prompt is None:
             g = torch.Generator().manual_seed(seed)
             text = task.prompt.instruction or task.description or " ".join(task.label_names)
             text_ids = tok(text, add_special_tokens=False)["input_ids"]
             n = options.num_virtual_tokens
+            if options.init == "prompt":
+                # The prompt's own token embeddings (shallow) or the keys/values the frozen model computes
+                # for them (deep): step 0 scores exactly as route 1's zero-shot prompt does.
+                text_ids, n = self.inputs.prefix_ids, len(self.inputs.prefix_ids)
             if options.depth == "shallow":
                 prompt = init_shallow(
                     backbone.model,

@@ -17,7 +17,10 @@ class PromptTuningOptions(BaseModel):
 
     num_virtual_tokens: int = Field(default=20, ge=1, le=512)
     depth: Literal["shallow", "deep"] = "shallow"
-    init: Literal["random", "vocab", "text", "labels"] = "labels"
+    # ``prompt``: the soft prompt starts as route 1's zero-shot prompt itself (its opening tokens'
+    # embeddings, or their keys/values for a deep prompt) in front of the rest of that prompt — causal
+    # LMs only; encoders always start from their label descriptions.
+    init: Literal["random", "vocab", "text", "labels", "prompt"] = "labels"
     prompt_dropout: float = Field(default=0.0, ge=0, lt=1)
     max_tokens: int = Field(default=256, ge=8, description="input tokens kept (the end, where the cue is)")
     eval_batch_size: int = Field(default=32, ge=1)
@@ -25,9 +28,24 @@ class PromptTuningOptions(BaseModel):
 
 
 def default_options(
-    protocol: str, depth: str = "shallow", seed: int = 13, n_train: int | None = None
+    protocol: str,
+    depth: str = "shallow",
+    seed: int = 13,
+    n_train: int | None = None,
+    backbone_kind: str = "causal",
+    from_prompt: bool | None = None,
 ) -> PromptTuningOptions:
-    shared = {"lr": 3e-2 if depth == "shallow" else 5e-3, "seed": seed, "weight_decay": 1e-5}
+    """On a causal LM the prompt starts as route 1's zero-shot prompt (``init="prompt"``), and that
+    start competes for the dev-selected best (it is a working classifier). Its vectors are real token
+    embeddings (SmolLM2: std 0.136 per coordinate), so the shallow learning rate is 3e-3, not the 3e-2
+    a label-word start takes: at 3e-2 a handful of Adam steps would move every coordinate by more than
+    its spread and the prompt would be forgotten before it helped. ``from_prompt=False`` asks for the
+    label-word start on a causal LM too (ensemble members, which all start alike either way)."""
+    from_prompt = (
+        backbone_kind == "causal" if from_prompt is None else from_prompt and backbone_kind == "causal"
+    )
+    lr = (3e-3 if from_prompt else 3e-2) if depth == "shallow" else 5e-3
+    shared = {"lr": lr, "seed": seed, "weight_decay": 1e-5, "eval_at_start": from_prompt}
     if protocol == "few":
         train = TrainConfig(
             epochs=25, batch_size=8, warmup_ratio=0.1, eval_every=10, early_stopping_patience=6, **shared
@@ -35,4 +53,4 @@ def default_options(
     else:
         schedule = full_data_schedule(n_train, 16, target_examples=3000)
         train = TrainConfig(batch_size=16, warmup_ratio=0.06, **schedule, **shared)
-    return PromptTuningOptions(depth=depth, train=train)
+    return PromptTuningOptions(depth=depth, init="prompt" if from_prompt else "labels", train=train)

@@ -1,6 +1,11 @@
 """What a soft prompt is put in front of: the task's input template and response cue (no
 instruction — the soft prompt takes its place — and no chat template), and the label tokens read
-at the answer position. Prompt-based fine-tuning passes route 1's full prompt config instead."""
+at the answer position. Prompt-based fine-tuning passes route 1's full prompt config instead.
+
+With ``split_prefix`` (the soft prompt initialised *from* route 1's prompt) the full prompt is
+rendered and cut at the start of the line that holds the input text: everything before the cut (chat
+template opening, system turn, instruction) is constant across examples and becomes the soft prompt's
+initial value; the hard tokens are the rest."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Sequence
 
 from tasktune.errors import TaskTuneError
 from tasktune.routes.prompting.config import PromptConfig
-from tasktune.routes.prompting.template import PromptRenderer, encode
+from tasktune.routes.prompting.template import PromptRenderer, RenderedPrompt, encode
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -16,7 +21,15 @@ from tasktune.task.spec import TaskSpec
 class SoftPromptInputs:
     """Renders and encodes examples of one task; knows the task's label token ids."""
 
-    def __init__(self, task: TaskSpec, tokenizer, max_tokens: int = 256, config: PromptConfig | None = None):
+    def __init__(
+        self,
+        task: TaskSpec,
+        tokenizer,
+        max_tokens: int = 256,
+        config: PromptConfig | None = None,
+        *,
+        split_prefix: bool = False,
+    ):
         hint = task.prompt
         config = config or PromptConfig(
             name="soft-prompt-input",
@@ -28,7 +41,24 @@ class SoftPromptInputs:
         self.config = config
         self.task, self.tokenizer, self.max_tokens = task, tokenizer, max_tokens
         self.renderer = PromptRenderer(config, task, tokenizer)
-        prefix = self.renderer.answer_prefix(self.renderer.render(Example("probe", 0)).text)
+        probe = self.renderer.render(Example("probe", 0))
+        self.cut = 0
+        self.prefix_ids: list[int] = []
+        if split_prefix:
+            first_input = probe.user_spans[0][0]
+            self.cut = probe.text.rfind("\n", 0, first_input) + 1  # a line start: no token spans the cut
+            self._prefix_text = probe.text[: self.cut]
+            # The prefix's ids as they are inside the whole prompt (alone, its trailing "\n\n" would
+            # merge into one token that the whole prompt does not have).
+            whole = tokenizer(probe.text, add_special_tokens=False, return_offsets_mapping=True)
+            k = sum(1 for _, end in whole["offset_mapping"] if end <= self.cut)
+            self.prefix_ids = list(whole["input_ids"][:k])
+            if not self.prefix_ids:
+                raise TaskTuneError(
+                    f"task {task.name!r}: the prompt has nothing before the input line to initialise a "
+                    "soft prompt from; use another initialisation (labels, text, vocab, random)"
+                )
+        prefix = self.renderer.answer_prefix(probe.text)
         self.label_token_ids = []
         for words in self.renderer.words:
             ids = tokenizer(prefix + words[0], add_special_tokens=False)["input_ids"]
@@ -43,7 +73,17 @@ class SoftPromptInputs:
     def encode(self, batch: Sequence[Example]) -> list[list[int]]:
         rows = []
         for e in batch:
-            ids = encode(self.tokenizer, self.renderer.render(e))
+            rendered = self.renderer.render(e)
+            if self.cut:
+                rendered = self._after_cut(rendered)
+            ids = encode(self.tokenizer, rendered)
             # Over-long inputs: keep the end (the cue sits there); the policy is stated, not silent.
             rows.append(ids[-self.max_tokens :])
         return rows
+
+    def _after_cut(self, rendered: RenderedPrompt) -> RenderedPrompt:
+        if not rendered.text.startswith(self._prefix_text):
+            # Only demonstrations or an example-dependent instruction could do this; neither is used here.
+            raise TaskTuneError("the prompt's text before the input line differs between examples")
+        c = self.cut
+        return RenderedPrompt(rendered.text[c:], tuple((a - c, b - c) for a, b in rendered.user_spans))

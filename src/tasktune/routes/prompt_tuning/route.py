@@ -76,7 +76,8 @@ class PromptTuningRoute:
     depth: str = "shallow"
 
     def fit(self, ctx: FitContext) -> Fitted:
-        options = default_options(ctx.protocol, self.depth, ctx.seed, len(ctx.train))
+        kind = ctx.backbone.kind if ctx.backbone is not None else "causal"
+        options = default_options(ctx.protocol, self.depth, ctx.seed, len(ctx.train), kind)
         trainable, result = fit_soft_prompt(ctx, options, ctx.seed)
         n_params = sum(p.numel() for _, p in trainable.parameters())
         kind = "soft-prompt" if self.depth == "shallow" else "deep-prompt"
@@ -120,7 +121,8 @@ class PromptEnsembleRoute:
     def fit(self, ctx: FitContext) -> Fitted:
         if ctx.backbone is not None and ctx.backbone.kind != "causal":
             raise TaskTuneError("prompt ensembles are implemented for causal LMs")
-        options = default_options(ctx.protocol, "shallow", ctx.seed, len(ctx.train))
+        # Label-word starts: prompt-initialised members would all begin as the same zero-shot prompt.
+        options = default_options(ctx.protocol, "shallow", ctx.seed, len(ctx.train), from_prompt=False)
         trained, summaries = [], []
         for m in range(self.members):
             trainable, result = fit_soft_prompt(ctx, options, ctx.seed * 1000 + m)
@@ -151,7 +153,7 @@ class PromptEnsembleRoute:
                 "json_files": {
                     ENSEMBLE_FILE: {
                         "members": self.members,
-                        "num_virtual_tokens": options.num_virtual_tokens,
+                        "num_virtual_tokens": int(trained[0].prompt.shape[0]),
                         "options": options.model_dump(mode="json"),
                     }
                 },

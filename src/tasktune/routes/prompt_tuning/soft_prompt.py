@@ -40,22 +40,38 @@ class Encoded:
 
 
 def shallow_label_logits(
-    model, batch: Encoded, prompts: torch.Tensor, label_token_ids: torch.Tensor, autocast
+    model,
+    batch: Encoded,
+    prompts: torch.Tensor,
+    label_token_ids: torch.Tensor,
+    autocast,
+    prompt_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, L) logits of the label tokens at each row's answer position.
 
     ``prompts`` is (B, N, H): row b's soft prompt goes before row b's tokens. ``label_token_ids`` is
     (B, L): row b's task's label tokens (rows of different tasks may have different label sets; pad
-    unused columns with any id and ignore them).
+    unused columns with any id and ignore them). ``prompt_lengths`` (B,): prompts of different lengths
+    in one batch, row b's in the *last* ``prompt_lengths[b]`` of the N slots; the slots before are
+    masked and positions count from the row's first real vector, so each row computes what it would
+    alone.
     """
     B, N = prompts.shape[0], prompts.shape[1]
     embed = model.get_input_embeddings()
     with autocast:
         tokens = embed(batch.ids)  # (B, T, H)
+        dev = tokens.device
         inputs = torch.cat([prompts.to(tokens.dtype), tokens], dim=1)  # (B, N+T, H)
-        mask = torch.cat([torch.ones(B, N, dtype=torch.long, device=tokens.device), batch.mask()], dim=1)
-        out = model.base_model(inputs_embeds=inputs, attention_mask=mask)
-        last = out.last_hidden_state[torch.arange(B, device=tokens.device), N + batch.lengths - 1]  # (B, H)
+        if prompt_lengths is None:
+            front = torch.ones(B, N, dtype=torch.long, device=dev)
+            positions = None  # the model's default 0..N+T-1
+        else:
+            front = (torch.arange(N, device=dev)[None, :] >= (N - prompt_lengths.to(dev))[:, None]).long()
+        mask = torch.cat([front, batch.mask()], dim=1)
+        if prompt_lengths is not None:
+            positions = (mask.cumsum(1) - 1).clamp(min=0)
+        out = model.base_model(inputs_embeds=inputs, attention_mask=mask, position_ids=positions)
+        last = out.last_hidden_state[torch.arange(B, device=dev), N + batch.lengths - 1]  # (B, H)
         logits = model.get_output_embeddings()(last)  # (B, V)
     return logits.float().gather(1, label_token_ids)
 
@@ -87,16 +103,17 @@ def init_shallow(
     model, n: int, how: str, *, label_ids: Sequence[int], text_ids: Sequence[int], generator: torch.Generator
 ) -> torch.Tensor:
     """(N, H) initial soft prompt: ``random``, ``vocab`` (sampled from the 5,000 most frequent-looking
-    low ids, Lester et al.), ``text`` (the instruction's token embeddings, cycled) or ``labels``
-    (the label words' embeddings, cycled — Lester et al.'s best)."""
+    low ids, Lester et al.), ``text`` (the instruction's token embeddings, cycled), ``labels``
+    (the label words' embeddings, cycled — Lester et al.'s best) or ``prompt`` (``text_ids`` are then
+    the zero-shot prompt's opening and ``n`` its length: the prompt itself, as vectors)."""
     weight = model.get_input_embeddings().weight.detach().float()
     V = weight.shape[0]
     if how == "random":
         return torch.randn(n, weight.shape[1], generator=generator) * weight.std()
     if how == "vocab":
         ids = torch.randint(0, min(V, 5000), (n,), generator=generator)
-    elif how in ("text", "labels"):
-        source = list(text_ids if how == "text" else label_ids)
+    elif how in ("text", "labels", "prompt"):
+        source = list(label_ids if how == "labels" else text_ids)
         if not source:
             raise ValueError(f"initialisation {how!r} needs at least one token")
         ids = torch.tensor([source[i % len(source)] for i in range(n)])
