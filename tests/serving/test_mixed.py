@@ -62,6 +62,7 @@ def prompts(tiny_llama_dir):
         sp = CausalSoftPrompt(backbone, _task(name), options, seed=i)
         with torch.no_grad():  # distinct, non-trivial prompts per task
             sp.prompt.copy_(torch.randn(sp.prompt.shape, generator=torch.Generator().manual_seed(i)) * 0.5)
+            sp.label_bias.copy_(torch.linspace(-0.5, 0.5, sp.num_labels) * (i + 1))  # a calibration offset
         sp.train_mode(False)
         out[name] = sp
     return out

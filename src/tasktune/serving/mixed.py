@@ -52,4 +52,7 @@ def mixed_soft_prompt_proba(rows: Sequence[tuple[CausalSoftPrompt, Example]]) ->
     logits = shallow_label_logits(
         backbone.model, enc, prompts, labels, backbone.device.autocast(), prompt_lengths=lengths
     )
-    return [logits[i, : widths[i]].softmax(-1).double().cpu().numpy() for i in range(len(rows))]
+    return [
+        (logits[i, : widths[i]] + sp.label_bias).softmax(-1).double().cpu().numpy()
+        for i, (sp, _) in enumerate(rows)
+    ]

@@ -99,3 +99,17 @@ def test_prompt_init_starts_as_route_ones_zero_shot_prompt(tiny_llama_dir, depth
 def test_encoders_keep_their_label_description_start():
     options = default_options("few", backbone_kind="encoder")
     assert options.init == "labels" and options.train.lr == 3e-2 and not options.train.eval_at_start
+
+
+def test_prompt_init_calibrates_like_route_one(tiny_llama_dir):
+    """The route calibrates a prompt-initialised soft prompt before training: step 0 is the zero-shot
+    prompt with route 1's mean calibration, the offset fixed (not a trained parameter)."""
+    from tasktune.routes.prompting import calibration
+
+    backbone = load_backbone(str(tiny_llama_dir), device="cpu")
+    sp = CausalSoftPrompt(backbone, TASK, default_options("few", backbone_kind="causal"), 0)
+    raw = np.log(sp.predict_proba(BATCH))
+    sp.calibrate([e.text for e in BATCH])
+    expected = calibration.apply(raw, calibration.mean_bias(raw))
+    np.testing.assert_allclose(sp.predict_proba(BATCH), expected, atol=1e-5)
+    assert [n for n, _ in sp.parameters()] == ["prompt_embeddings"]

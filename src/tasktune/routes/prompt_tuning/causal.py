@@ -66,6 +66,10 @@ class CausalSoftPrompt:
             else:
                 prompt = init_deep(backbone.model, n, g, text_ids=text_ids)
         self.prompt = torch.nn.Parameter(prompt.float().to(backbone.device.device))  # fp32, trained
+        # A fixed per-label offset: route 1's mean calibration of the starting prompt (init "prompt"),
+        # so step 0 is the *calibrated* zero-shot classifier; zeros otherwise. Not trained (the prompt
+        # can move the label scores itself); stored with the artifact.
+        self.label_bias = torch.zeros(task.num_labels, device=backbone.device.device)
         self._labels = torch.tensor(self.inputs.label_token_ids, device=backbone.device.device)
         self._dropout = torch.nn.Dropout(options.prompt_dropout)
         self._pad = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -84,7 +88,20 @@ class CausalSoftPrompt:
         labels = self._labels[None, :].expand(len(batch), -1)
         rows = p[None].expand(len(batch), *p.shape)
         fn = shallow_label_logits if self.options.depth == "shallow" else deep_label_logits
-        return fn(self.backbone.model, enc, rows, labels, self.backbone.device.autocast())
+        return fn(self.backbone.model, enc, rows, labels, self.backbone.device.autocast()) + self.label_bias
+
+    @torch.no_grad()
+    def calibrate(self, texts: Sequence[str]) -> None:
+        """Set the offset to minus the mean log label distribution of the current prompt over unlabelled
+        texts (route 1's ``mean`` calibration)."""
+        if not texts:
+            return
+        self.label_bias.zero_()
+        was_training = self._dropout.training
+        self.train_mode(False)
+        logp = torch.from_numpy(self.predict_proba_all([Example(t, 0) for t in texts])).log()
+        self.label_bias.copy_(-logp.mean(0).float().to(self.label_bias.device))
+        self.train_mode(was_training)
 
     def loss(self, batch: Sequence[Example]) -> torch.Tensor:
         y = torch.tensor([e.label for e in batch], device=self.backbone.device.device)

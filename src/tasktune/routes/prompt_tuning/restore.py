@@ -62,7 +62,15 @@ def restore_soft_prompt(artifact: Artifact, backbone: Backbone, task: TaskSpec) 
         return sp
     if options.depth == "deep":
         prompt = _deep_prefix(prompt, backbone, where(artifact))
-    return _causal(backbone, task, options, prompt, meta.get("label_token_ids"), where(artifact))
+    sp = _causal(backbone, task, options, prompt, meta.get("label_token_ids"), where(artifact))
+    bias = meta.get("label_bias")
+    if bias is not None:
+        if len(bias) != task.num_labels:
+            raise TaskTuneError(
+                f"{where(artifact)}: label_bias has {len(bias)} values for {task.num_labels} labels"
+            )
+        sp.label_bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    return sp
 
 
 @register_restorer("prompt_ensemble")

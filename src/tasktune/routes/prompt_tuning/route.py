@@ -25,6 +25,7 @@ from tasktune.task.data import Example
 from tasktune.training import train
 
 SOFT_PROMPT_FILE = "soft_prompt.json"
+CALIBRATION_TEXTS = 128  # unlabelled training texts for the starting calibration (init "prompt")
 ENSEMBLE_FILE = "ensemble.json"
 
 
@@ -39,6 +40,9 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
         if b.kind == "causal"
         else EncoderSoftPrompt(b, ctx.task, options, seed)
     )
+    if isinstance(trainable, CausalSoftPrompt) and options.init == "prompt":
+        # Start from the calibrated zero-shot prompt, as prompt-based fine-tuning does.
+        trainable.calibrate(dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, seed))
     config = options.train.model_copy(update={"seed": seed})
     result = train(
         trainable, ctx.train, dev_sample(ctx.dev, DEV_LIMIT, seed), config, b.device, progress=progress
@@ -62,11 +66,17 @@ def _artifact(trainable, options: PromptTuningOptions, result, kind: str) -> dic
             SOFT_PROMPT_FILE: {
                 "options": options.model_dump(mode="json"),
                 "label_token_ids": getattr(getattr(trainable, "inputs", None), "label_token_ids", None),
+                "label_bias": _bias(trainable),
                 "best_step": result.best_step,
                 "best_dev": result.best_metrics,
             },
         },
     }
+
+
+def _bias(trainable) -> list[float] | None:
+    bias = getattr(trainable, "label_bias", None)
+    return None if bias is None else [float(b) for b in bias.cpu()]
 
 
 @dataclass
@@ -108,8 +118,8 @@ class EnsembleScorer:
         labels = first._labels[None, :].expand(B * M, -1)
         logits = shallow_label_logits(
             first.backbone.model, enc, prompts, labels, first.backbone.device.autocast()
-        )
-        return logits.softmax(-1).view(B, M, -1).mean(1).double().cpu().numpy()
+        ).view(B, M, -1) + torch.stack([m.label_bias for m in self.members])  # each member's offset
+        return logits.softmax(-1).mean(1).double().cpu().numpy()
 
 
 @dataclass
