@@ -231,3 +231,4 @@ def test_wise_ft_is_refused_for_a_random_head():
         FinetuneOptions(**{**opts.model_dump(), "interpolate": 0.5})
     assert default_options("few", "prompt", "full", "causal", 13).interpolate == 0.5
     assert default_options("full", "prompt", "full", "causal", 13).interpolate == 1.0
+    assert default_options("few", "prompt", "full", "encoder", 13).interpolate == 1.0

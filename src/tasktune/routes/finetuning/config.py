@@ -89,6 +89,8 @@ def default_options(
         schedule = full_data_schedule(n_train, 32, target_examples=2000)
         train = TrainConfig(batch_size=32, warmup_ratio=0.06, **schedule, **shared)
     # WiSE-FT halfway (the paper's default mixing weight) when few-shot training starts from the prompt's
-    # classifier: 32 examples pull the weights far from a start that already generalises.
-    interpolate = 0.5 if protocol == "few" and objective == "prompt" and adapter == "full" else 1.0
+    # classifier: 32 examples pull the weights far from a start that already generalises. Causal LMs
+    # only: that is where it was measured (bench/results/accuracy-finetuning-*.json).
+    wise = protocol == "few" and objective == "prompt" and adapter == "full" and backbone_kind == "causal"
+    interpolate = 0.5 if wise else 1.0
     return FinetuneOptions(objective=objective, adapter=adapter, interpolate=interpolate, train=train)
