@@ -189,3 +189,21 @@ def test_export_refuses_to_overwrite(registry: Registry, tmp_path):
     with pytest.raises(RegistryError, match="must be new or empty"):
         export_peft(registry.load("t", 1), tmp_path / "out", "tiny-llama")
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_a_route_soft_prompt_exports_how_it_is_read(registry: Registry, tmp_path):
+    """PEFT's config cannot hold a prompt-initialised soft prompt's input format or its label offset:
+    they travel in tasktune_soft_prompt.json next to the adapter."""
+    import json
+
+    base = make_tiny_llama(seed=0)
+    meta = {"options": {"init": "prompt"}, "label_token_ids": [5, 9], "label_bias": [0.25, -0.25]}
+    registry.save(
+        "sentiment", "soft-prompt", backbone=llama_identity(base), route="prompt_tuning",
+        tensors={"prompt_embeddings": torch.zeros(4, 32)}, json_files={"soft_prompt.json": meta},
+    )  # fmt: skip
+    out = export_peft(registry.load("sentiment", 1), tmp_path / "peft", base_model_name_or_path="tiny")
+    usage = json.loads((out / "tasktune_soft_prompt.json").read_text())
+    assert usage["label_bias"] == [0.25, -0.25] and usage["label_token_ids"] == [5, 9]
+    assert "zero-shot prompt" in usage["input"]
+    PeftModel.from_pretrained(make_tiny_llama(seed=0), str(out))  # the extra file does not disturb PEFT

@@ -30,6 +30,8 @@ _NOT_USER_FIELDS = {"peft_type", "base_model_name_or_path", "revision", "auto_ma
 # it when reading an ``adapter_config.json`` that has one, so it is dropped here too: the rebuilt config
 # gets PEFT's default ``LoraRuntimeConfig``, as ``PeftModel.from_pretrained`` would give it.
 _RUNTIME_FIELDS = {"runtime_config"}
+SOFT_PROMPT_META = "soft_prompt.json"  # the route's own description of a soft prompt
+SOFT_PROMPT_USAGE = "tasktune_soft_prompt.json"  # written next to an exported soft prompt
 ENSEMBLE_FILE = "ensemble.json"  # a prompt ensemble's members, concatenated in one prompt_embeddings
 
 
@@ -142,4 +144,23 @@ def export_peft(artifact: Artifact, out_dir: Path | str, base_model_name_or_path
     save_file(tensors, str(out / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     if extras:
         save_file(extras, str(out / EXTRA_WEIGHTS), metadata={"format": "pt"})
+    meta = artifact.json_files.get(SOFT_PROMPT_META)
+    if meta is not None:
+        # PEFT's config cannot say what a soft prompt was trained in front of (a prompt-initialised one
+        # stands for the zero-shot prompt's opening: the rest of that prompt follows as tokens) nor the
+        # fixed label offset it is read with: written next to the adapter so the export is usable.
+        (out / SOFT_PROMPT_USAGE).write_text(
+            json.dumps(
+                {
+                    "input": "route 1's zero-shot prompt after its opening"
+                    if meta.get("options", {}).get("init") == "prompt"
+                    else "the task's input template and cue, no instruction, no chat template",
+                    "label_token_ids": meta.get("label_token_ids"),
+                    "label_bias": meta.get("label_bias"),
+                    "options": meta.get("options"),
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
     return out
