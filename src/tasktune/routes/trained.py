@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from pydantic import BaseModel
 
 from tasktune.task.data import Example
@@ -57,6 +58,16 @@ def probabilities_in_batches(
     return np.concatenate(
         [predict_proba(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
     )
+
+
+@torch.no_grad()
+def mean_calibration_offset(
+    predict_proba_all: Callable[[Sequence[Example]], np.ndarray], texts: Sequence[str]
+) -> torch.Tensor:
+    """(L,) minus the mean log label distribution over unlabelled ``texts`` (route 1's ``mean``
+    calibration): added to a prompt-based classifier's label logits, it removes the prompt's preference
+    for one label. Call with the classifier's offset at zero and in eval mode."""
+    return -torch.from_numpy(predict_proba_all([Example(t, 0) for t in texts])).log().mean(0).float()
 
 
 def dev_accuracy(probs: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:

@@ -25,8 +25,7 @@ from tasktune.routes.finetuning.config import FinetuneOptions
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.encoder import TEMPERATURE, label_descriptions
-from tasktune.routes.prompting.search import zero_shot_config
-from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
+from tasktune.routes.trained import dev_accuracy, mean_calibration_offset, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -118,10 +117,7 @@ class FinetunedClassifier:
             elif self.kind == "causal":
                 # LM-BFF on a decoder: route 1's zero-shot prompt (instruction, template, chat format, cue)
                 # and the first label words, so step 0 is exactly the zero-shot prompt's classifier.
-                config = zero_shot_config(task, has_unlabelled=False).model_copy(
-                    update={"calibration": "none"}
-                )
-                self.inputs = SoftPromptInputs(task, backbone.tokenizer, options.max_tokens, config=config)
+                self.inputs = SoftPromptInputs.zero_shot(task, backbone.tokenizer, options.max_tokens)
                 self._label_ids = torch.tensor(self.inputs.label_token_ids, device=dev)
                 # A per-label offset on the label logits, trained with the model; :meth:`calibrate` starts it
                 # at route 1's mean calibration, so step 0 is the *calibrated* zero-shot prompt.
@@ -223,8 +219,7 @@ class FinetunedClassifier:
             return
         self.label_bias.zero_()
         self.train_mode(False)
-        logp = torch.from_numpy(self.predict_proba_all([Example(t, 0) for t in texts])).log()
-        self.label_bias.copy_(-logp.mean(0).float().to(self.label_bias.device))
+        self.label_bias.copy_(mean_calibration_offset(self.predict_proba_all, texts))
 
     # --- Trainable ------------------------------------------------------------------------------
     def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:

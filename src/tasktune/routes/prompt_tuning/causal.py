@@ -18,8 +18,7 @@ from tasktune.routes.prompt_tuning.soft_prompt import (
     init_shallow,
     shallow_label_logits,
 )
-from tasktune.routes.prompting.search import zero_shot_config
-from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
+from tasktune.routes.trained import dev_accuracy, mean_calibration_offset, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -39,10 +38,8 @@ class CausalSoftPrompt:
         self.backbone, self.task, self.options = backbone, task, options
         self.num_labels = task.num_labels
         tok = backbone.tokenizer
-        if options.init == "prompt":
-            # Route 1's zero-shot prompt (uncalibrated): its constant opening becomes the soft prompt.
-            config = zero_shot_config(task, has_unlabelled=False).model_copy(update={"calibration": "none"})
-            self.inputs = SoftPromptInputs(task, tok, options.max_tokens, config=config, split_prefix=True)
+        if options.init == "prompt":  # the zero-shot prompt's constant opening becomes the soft prompt
+            self.inputs = SoftPromptInputs.zero_shot(task, tok, options.max_tokens, split_prefix=True)
         else:
             self.inputs = SoftPromptInputs(task, tok, options.max_tokens)
         if prompt is None:
@@ -99,8 +96,7 @@ class CausalSoftPrompt:
         self.label_bias.zero_()
         was_training = self._dropout.training
         self.train_mode(False)
-        logp = torch.from_numpy(self.predict_proba_all([Example(t, 0) for t in texts])).log()
-        self.label_bias.copy_(-logp.mean(0).float().to(self.label_bias.device))
+        self.label_bias.copy_(mean_calibration_offset(self.predict_proba_all, texts))
         self.train_mode(was_training)
 
     def loss(self, batch: Sequence[Example]) -> torch.Tensor:

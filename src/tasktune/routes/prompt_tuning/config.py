@@ -41,9 +41,7 @@ def default_options(
     a label-word start takes: at 3e-2 a handful of Adam steps would move every coordinate by more than
     its spread and the prompt would be forgotten before it helped. ``from_prompt=False`` asks for the
     label-word start on a causal LM too (ensemble members, which all start alike either way)."""
-    from_prompt = (
-        backbone_kind == "causal" if from_prompt is None else from_prompt and backbone_kind == "causal"
-    )
+    from_prompt = backbone_kind == "causal" and from_prompt is not False
     lr = (3e-3 if from_prompt else 3e-2) if depth == "shallow" else 5e-3
     shared = {"lr": lr, "seed": seed, "weight_decay": 1e-5, "eval_at_start": from_prompt}
     if protocol == "few":

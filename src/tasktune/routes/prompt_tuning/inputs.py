@@ -46,7 +46,7 @@ class SoftPromptInputs:
         self.prefix_ids: list[int] = []
         if split_prefix:
             first_input = probe.user_spans[0][0]
-            self.cut = probe.text.rfind("\n", 0, first_input) + 1  # a line start: no token spans the cut
+            self.cut = probe.text.rfind("\n", 0, first_input) + 1  # the start of the input's line
             self._prefix_text = probe.text[: self.cut]
             # The prefix's ids as they are inside the whole prompt (alone, its trailing "\n\n" would
             # merge into one token that the whole prompt does not have).
@@ -69,6 +69,15 @@ class SoftPromptInputs:
                 "same token, so the answer position cannot tell the labels apart; choose label words "
                 "that start differently"
             )
+
+    @classmethod
+    def zero_shot(cls, task: TaskSpec, tokenizer, max_tokens: int = 256, *, split_prefix: bool = False):
+        """Route 1's zero-shot prompt (instruction, template, chat format, cue, first label words),
+        uncalibrated: what prompt-based fine-tuning and prompt-initialised soft prompts read through."""
+        from tasktune.routes.prompting.search import zero_shot_config
+
+        config = zero_shot_config(task, has_unlabelled=False).model_copy(update={"calibration": "none"})
+        return cls(task, tokenizer, max_tokens, config=config, split_prefix=split_prefix)
 
     def encode(self, batch: Sequence[Example]) -> list[list[int]]:
         rows = []
