@@ -1,6 +1,6 @@
 """R14: batching never changes answers. Rows of several soft-prompt tasks (different templates, label
-sets and lengths) in one forward pass give the labels and probabilities each task gives alone —
-directly, and through the HTTP server under concurrent mixed traffic."""
+sets, lengths, shallow and deep) in one forward pass give the labels and probabilities each task gives
+alone — directly, and through the HTTP server under concurrent mixed traffic."""
 
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def prompts(tiny_llama_dir):
     backbone = load_backbone(str(tiny_llama_dir), device="cpu")
     out = {}
     for i, name in enumerate(TASKS):
-        options = default_options("few").model_copy(update={"num_virtual_tokens": 5})
+        depth = "deep" if name == "spam" else "shallow"  # deep and shallow tasks share one pass
+        options = default_options("few", depth).model_copy(update={"num_virtual_tokens": 5 + i})
         sp = CausalSoftPrompt(backbone, _task(name), options, seed=i)
         with torch.no_grad():  # distinct, non-trivial prompts per task
             sp.prompt.copy_(torch.randn(sp.prompt.shape, generator=torch.Generator().manual_seed(i)) * 0.5)
@@ -74,7 +75,8 @@ def test_mixed_rows_equal_each_task_alone(prompts):
     assert len({mix_key(sp) for sp in prompts.values()}) == 1  # they can share a pass
     mixed = mixed_soft_prompt_proba([(prompts[t], Example(x, 0)) for t, x in rows])
     for (task, text), probs in zip(rows, mixed, strict=True):
-        alone = prompts[task].predict_proba([Example(text, 0)])[0]
+        # The reference is the whole (N + T)-token pass the prompt was trained through, not the cached prefix.
+        alone = prompts[task].label_logits([Example(text, 0)]).detach().softmax(-1)[0].double().numpy()
         assert probs.shape == alone.shape == (len(TASKS[task][0]),)
         np.testing.assert_allclose(probs, alone, atol=1e-4, rtol=0)
         assert probs.argmax() == alone.argmax()

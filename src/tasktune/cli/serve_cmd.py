@@ -38,6 +38,9 @@ def serve(
     max_batch: int = typer.Option(32, "--max-batch", help="Texts per forward pass."),
     batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", help="How long a batch waits to fill."),
     queue_rows: int = typer.Option(1024, "--queue", help="Texts that may wait; beyond it: 429."),
+    prefix_cache_mb: int = typer.Option(
+        64, "--prefix-cache-mb", help="Memory for soft prompts' computed key/value prefixes (LRU)."
+    ),
     log_db: Path = typer.Option(None, "--log-db", help="Prediction log (default <registry>/serving.sqlite)."),
 ) -> None:
     """Serve adaptations: predictions, feedback, monitoring, A/B tests and a dashboard at /."""
@@ -65,6 +68,7 @@ def serve(
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
             queue_rows=queue_rows,
+            prefix_cache_mb=prefix_cache_mb,
             log_db=log_db,
         )
     except ValidationError as err:

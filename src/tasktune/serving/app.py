@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tasktune.routes.prompt_tuning.prefix_cache import PREFIXES
 from tasktune.serving.admin import admin_router
 from tasktune.serving.batcher import MicroBatcher, QueueFull
 from tasktune.serving.errors import ServingError
@@ -87,6 +88,7 @@ def create_app(settings: ServeSettings, *, pool: ModelPool | None = None) -> Fas
     """``pool``: an already-filled pool (tests); by default adaptations load from ``settings.registry``."""
     preloaded = pool is not None
     pool = pool or ModelPool(RegistryLoader(settings))
+    PREFIXES.resize(settings.prefix_cache_mb * 2**20)  # process-wide, like the backbones it serves
     metrics = Metrics(pool.tasks)
     batcher = MicroBatcher(
         max_batch=settings.max_batch,

@@ -30,7 +30,7 @@ from tasktune.task.data import Example
 log = logging.getLogger(__name__)
 
 # Mix-key kinds answered by one function over rows of several adaptations (see serving/mixed.py).
-MIXED = {"shallow-soft-prompt": mixed_soft_prompt_proba, "shared-lora": mixed_lora_proba}
+MIXED = {"causal-soft-prompt": mixed_soft_prompt_proba, "shared-lora": mixed_lora_proba}
 
 
 class QueueFull(Exception):

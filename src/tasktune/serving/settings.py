@@ -38,6 +38,9 @@ class ServeSettings(BaseModel):
     queue_rows: int = Field(1024, ge=1)  # texts waiting; beyond it requests get 429
     deadline_ms: float = Field(30_000, gt=0)  # default per-request deadline; a request may ask for less
     retry_after_s: int = Field(1, ge=1)
+    # Computed key/value prefixes of shallow soft prompts kept for reuse (least recently used go first);
+    # 0 recomputes them for every batch.
+    prefix_cache_mb: int = Field(64, ge=0, le=1_000_000)
 
     admin_token: str | None = Field(default=None, repr=False)
     log_db: Path | None = None  # default: <registry>/serving.sqlite

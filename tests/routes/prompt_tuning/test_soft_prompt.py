@@ -125,3 +125,34 @@ def test_deep_prefix_round_trips_through_peft_layout_and_matches_peft(llama):
         llama.device.autocast(),
     )[0]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_shallow_prompt_as_a_computed_prefix_gives_the_same_logits(llama):
+    from tasktune.routes.prompt_tuning.soft_prompt import shallow_to_prefix
+
+    prompts = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(4)) * 0.5
+    ac = llama.device.autocast()
+    enc = Encoded.of(ROWS, 0, torch.device("cpu"))
+    full = shallow_label_logits(llama.model, enc, prompts[[0, 1, 0, 1]], _labels(4), ac)
+    prefixes = torch.stack([shallow_to_prefix(llama.model, p, ac) for p in prompts])
+    assert prefixes.shape[1:] == (2, 2, 2, 6, 8)  # layers, k/v, kv_heads, N, head_dim of the tiny llama
+    via_prefix = deep_label_logits(llama.model, enc, prefixes[[0, 1, 0, 1]], _labels(4), ac)
+    torch.testing.assert_close(via_prefix, full, atol=1e-5, rtol=1e-5)
+
+
+def test_prefixes_of_different_lengths_share_a_batch(llama):
+    g = torch.Generator().manual_seed(5)
+    short = init_deep(llama.model, 2, g, text_ids=[5, 6])
+    long = init_deep(llama.model, 5, g, text_ids=[7, 8, 9, 10, 11])
+    ac, cpu = llama.device.autocast(), torch.device("cpu")
+    padded = torch.zeros(4, *long.shape)
+    padded[:, ..., -2:, :] = short  # every row left-padded to 5 slots...
+    padded[1] = padded[3] = long  # ...rows 1 and 3 really use all five
+    lengths = torch.tensor([2, 5, 2, 5])
+    batch = deep_label_logits(
+        llama.model, Encoded.of(ROWS, 0, cpu), padded, _labels(4), ac, prefix_lengths=lengths
+    )
+    for i, row in enumerate(ROWS):
+        own = (short if lengths[i] == 2 else long)[None]
+        single = deep_label_logits(llama.model, Encoded.of([row], 0, cpu), own, _labels(1), ac)
+        torch.testing.assert_close(batch[i : i + 1], single, atol=1e-5, rtol=1e-5)

@@ -11,12 +11,14 @@ import torch
 from tasktune.backbones.loading import Backbone
 from tasktune.routes.prompt_tuning.config import PromptTuningOptions
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
+from tasktune.routes.prompt_tuning.prefix_cache import PREFIXES
 from tasktune.routes.prompt_tuning.soft_prompt import (
     Encoded,
     deep_label_logits,
     init_deep,
     init_shallow,
     shallow_label_logits,
+    shallow_to_prefix,
 )
 from tasktune.routes.trained import dev_accuracy, mean_calibration_offset, probabilities_in_batches
 from tasktune.task.data import Example
@@ -108,9 +110,29 @@ class CausalSoftPrompt:
         return dev_accuracy(self.predict_proba_all(examples), examples)
 
     # --- Scorer ---------------------------------------------------------------------------------
+    def kv_prefix(self) -> torch.Tensor:
+        """(layers, 2, kv_heads, N, head_dim): the deep prompt itself, or the keys/values of the shallow
+        one (computed once per prompt version, kept in the process-wide :data:`PREFIXES` budget)."""
+        if self.options.depth == "deep":
+            return self.prompt.detach()
+        model, autocast = self.backbone.model, self.backbone.device.autocast()
+        # Normal (not inference-mode) tensors, so a prefix made while serving is usable everywhere.
+        with torch.inference_mode(False):
+            return PREFIXES.get(self.prompt, lambda: shallow_to_prefix(model, self.prompt.detach(), autocast))
+
     @torch.no_grad()
     def predict_proba(self, batch: Sequence[Example]) -> np.ndarray:
-        return self.label_logits(batch).softmax(-1).double().cpu().numpy()
+        # Inference reads the prompt as a key/value prefix: T tokens per row instead of N + T, same answers.
+        enc = Encoded.of(self.inputs.encode(batch), self._pad, self.backbone.device.device)
+        prefix = self.kv_prefix()
+        logits = deep_label_logits(
+            self.backbone.model,
+            enc,
+            prefix[None].expand(len(batch), *prefix.shape),
+            self._labels[None, :].expand(len(batch), -1),
+            self.backbone.device.autocast(),
+        )
+        return (logits + self.label_bias).softmax(-1).double().cpu().numpy()
 
     def predict_proba_all(self, examples: Sequence[Example]) -> np.ndarray:
         return probabilities_in_batches(self.predict_proba, examples, self.options.eval_batch_size)

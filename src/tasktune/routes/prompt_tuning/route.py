@@ -18,7 +18,7 @@ from tasktune.routes.base import FitContext, Fitted
 from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
 from tasktune.routes.prompt_tuning.config import PromptTuningOptions, default_options
 from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
-from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_to_peft, shallow_label_logits
+from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_label_logits, deep_to_peft
 from tasktune.routes.registry import register_route
 from tasktune.routes.trained import DEV_LIMIT, dev_sample, training_summary
 from tasktune.task.data import Example
@@ -114,10 +114,11 @@ class EnsembleScorer:
         dev = first.backbone.device.device
         rows = first.inputs.encode(batch)
         enc = Encoded.of([r for r in rows for _ in range(M)], first._pad, dev)  # row b*M + m: member m
-        prompts = torch.stack([m.prompt for m in self.members]).repeat(B, 1, 1)  # (B*M, N, H)
+        # Each member's key/value prefix (computed once): T tokens per row, not N + T.
+        prefixes = torch.stack([m.kv_prefix() for m in self.members]).repeat(B, 1, 1, 1, 1, 1)  # (B*M, ...)
         labels = first._labels[None, :].expand(B * M, -1)
-        logits = shallow_label_logits(
-            first.backbone.model, enc, prompts, labels, first.backbone.device.autocast()
+        logits = deep_label_logits(
+            first.backbone.model, enc, prefixes, labels, first.backbone.device.autocast()
         ).view(B, M, -1) + torch.stack([m.label_bias for m in self.members])  # each member's offset
         return logits.softmax(-1).mean(1).double().cpu().numpy()
 

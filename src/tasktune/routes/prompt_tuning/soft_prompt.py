@@ -77,11 +77,19 @@ def shallow_label_logits(
 
 
 def deep_label_logits(
-    model, batch: Encoded, prefixes: torch.Tensor, label_token_ids: torch.Tensor, autocast
+    model,
+    batch: Encoded,
+    prefixes: torch.Tensor,
+    label_token_ids: torch.Tensor,
+    autocast,
+    prefix_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Like :func:`shallow_label_logits` with a key/value prefix at every layer.
 
     ``prefixes`` is (B, layers, 2, kv_heads, N, head_dim) — PEFT's prefix-tuning layout per row.
+    ``prefix_lengths`` (B,): prefixes of different lengths in one batch, row b's in the *last*
+    ``prefix_lengths[b]`` of the N slots (the slots before are masked, and row b's tokens take positions
+    ``prefix_lengths[b]``.., as they would alone).
     """
     B, N = prefixes.shape[0], prefixes.shape[4]
     dev = batch.ids.device
@@ -90,13 +98,37 @@ def deep_label_logits(
         # keys/values and autocast runs attention in the compute dtype.
         layers = [(prefixes[:, i, 0], prefixes[:, i, 1]) for i in range(prefixes.shape[1])]
         cache = DynamicCache(layers, config=model.config)
-        mask = torch.cat([torch.ones(B, N, dtype=torch.long, device=dev), batch.mask()], dim=1)
-        # Tokens take positions N.. after the prefix (the model's default with a cache), as in PEFT's
-        # prefix tuning, so an exported prefix gives the same logits there.
-        out = model.base_model(input_ids=batch.ids, attention_mask=mask, past_key_values=cache)
+        if prefix_lengths is None:
+            front = torch.ones(B, N, dtype=torch.long, device=dev)
+            # Tokens take positions N.. after the prefix (the model's default with a cache), as in PEFT's
+            # prefix tuning, so an exported prefix gives the same logits there.
+            positions = None
+        else:
+            n = prefix_lengths.to(dev)
+            front = (torch.arange(N, device=dev)[None, :] >= (N - n)[:, None]).long()
+            positions = n[:, None] + torch.arange(batch.ids.shape[1], device=dev)[None, :]
+        mask = torch.cat([front, batch.mask()], dim=1)
+        out = model.base_model(
+            input_ids=batch.ids, attention_mask=mask, past_key_values=cache, position_ids=positions
+        )
         last = out.last_hidden_state[torch.arange(B, device=dev), batch.lengths - 1]
         logits = model.get_output_embeddings()(last)
     return logits.float().gather(1, label_token_ids)
+
+
+def shallow_to_prefix(model, prompt: torch.Tensor, autocast) -> torch.Tensor:
+    """The keys/values a frozen causal LM computes for a shallow soft prompt (N, H), as a deep prefix
+    (layers, 2, kv_heads, N, head_dim).
+
+    In a causal LM nothing before a position depends on what follows it, so a shallow prompt's states
+    are the same for every input: computed once, they turn an (N + T)-token pass into a T-token pass
+    over this prefix with the same answers (to float rounding), and let shallow and deep prompts share
+    one mixed-task pass. Inference only: training needs the gradient through the whole pass.
+    """
+    with torch.no_grad(), autocast:
+        out = model.base_model(inputs_embeds=prompt[None].to(model.dtype), use_cache=True)
+    kv = [torch.stack([layer.keys[0], layer.values[0]]) for layer in out.past_key_values.layers]
+    return torch.stack(kv).float()
 
 
 def init_shallow(
