@@ -232,3 +232,17 @@ def test_wise_ft_is_refused_for_a_random_head():
     assert default_options("few", "prompt", "full", "causal", 13).interpolate == 0.5
     assert default_options("full", "prompt", "full", "causal", 13).interpolate == 1.0
     assert default_options("few", "prompt", "full", "encoder", 13).interpolate == 1.0
+
+
+@pytest.mark.parametrize("adapter", ["full", "lora"])
+def test_evaluation_runs_the_prompt_opening_once_and_answers_as_training_reads(adapter, llama):
+    """predict_proba (no gradient) runs the prompt's shared opening once per batch; the answers equal
+    the whole-prompt pass that training differentiates through, also after the weights moved."""
+    opts = default_options("few", "prompt", adapter, "causal", 13)
+    clf = FinetunedClassifier(llama, TASK, opts, 13)
+    with torch.no_grad():
+        for _, p in clf.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.05)
+    batch = list(DEV)
+    whole = clf.logits(batch).softmax(-1).detach().double().numpy()  # grad enabled: the whole pass
+    np.testing.assert_allclose(clf.predict_proba(batch), whole, atol=1e-5, rtol=0)

@@ -25,6 +25,7 @@ from tasktune.routes.finetuning.config import FinetuneOptions
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.encoder import TEMPERATURE, label_descriptions
+from tasktune.routes.shared_prefix import last_hidden_states
 from tasktune.routes.trained import dev_accuracy, mean_calibration_offset, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
@@ -193,9 +194,13 @@ class FinetunedClassifier:
                     pooled = self._mean_pool(self._encode_plain(batch))
                 return self.head(pooled.float()).float()
             if self.kind == "causal":
-                enc = Encoded.of(self.inputs.encode(batch), self._pad, self._dev)
-                hidden = self.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
-                last = hidden[torch.arange(len(batch), device=self._dev), enc.lengths - 1]  # (B, H)
+                rows = self.inputs.encode(batch)
+                if torch.is_grad_enabled():  # training: the gradient runs through the whole prompt
+                    enc = Encoded.of(rows, self._pad, self._dev)
+                    hidden = self.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
+                    last = hidden[torch.arange(len(batch), device=self._dev), enc.lengths - 1]  # (B, H)
+                else:  # evaluation: the prompt's shared opening runs once per batch
+                    last = last_hidden_states(self.body, rows, self._pad, self._dev)
                 vocab = self.model.get_output_embeddings()(last)  # (B, V)
                 words = vocab.float().gather(1, self._label_ids[None, :].expand(len(batch), -1))
                 return words + self.label_bias
