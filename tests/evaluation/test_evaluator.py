@@ -32,6 +32,24 @@ def test_predict_batches_and_progress():
     assert pred.labels.tolist() == [1, 0, 1]
 
 
+def test_batches_hold_similar_lengths_and_answers_keep_the_given_order():
+    class Recording:
+        num_labels = 2
+
+        def __init__(self):
+            self.batches = []
+
+        def predict_proba(self, batch):
+            self.batches.append([e.text for e in batch])
+            return np.array([[1 / (1 + len(e.text)), 1 - 1 / (1 + len(e.text))] for e in batch])
+
+    texts = ["a" * n for n in (5, 1, 9, 3, 7, 2, 8)]
+    scorer = Recording()
+    pred = predict(scorer, [Example(t, 0) for t in texts], batch_size=3)
+    assert [[len(t) for t in b] for b in scorer.batches] == [[9, 8, 7], [5, 3, 2], [1]]
+    np.testing.assert_allclose(pred.probs[:, 0], [1 / (1 + len(t)) for t in texts])
+
+
 def test_evaluate_and_result_roundtrip(tmp_path):
     metrics, pred = evaluate(LengthScorer(), EXAMPLES, batch_size=2)
     assert metrics.accuracy == pytest.approx(2 / 3)

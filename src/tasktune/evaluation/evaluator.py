@@ -29,24 +29,32 @@ class Prediction:
         return self.probs.argmax(axis=1)
 
 
+def length_order(examples: Sequence[Example]) -> np.ndarray:
+    """Indices of ``examples``, longest text first: batches of similar lengths carry little padding
+    (a third of the work on SST-2 sentences in arrival order). Characters stand in for tokens, so any
+    scorer can be batched this way; each example's answer does not depend on its batch-mates."""
+    sizes = np.array([len(e.text) + len(e.text_pair or "") for e in examples])
+    return np.argsort(-sizes, kind="stable")
+
+
 def predict(
     scorer: Scorer, examples: Sequence[Example], *, batch_size: int = 32, progress=None
 ) -> Prediction:
-    """Probabilities for every example, batch by batch. ``progress(n_done)`` is called after each batch."""
+    """Probabilities for every example (in the given order), computed in length-sorted batches.
+    ``progress(n_done)`` is called after each batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = []
+    order = length_order(examples)
+    probs = np.zeros((len(examples), scorer.num_labels))
     start = time.perf_counter()
     for i in range(0, len(examples), batch_size):
-        batch = examples[i : i + batch_size]
-        out.append(
-            check_probabilities(
-                scorer.predict_proba(batch), len(batch), scorer.num_labels, type(scorer).__name__
-            )
+        idx = order[i : i + batch_size]
+        batch = [examples[j] for j in idx]
+        probs[idx] = check_probabilities(
+            scorer.predict_proba(batch), len(batch), scorer.num_labels, type(scorer).__name__
         )
         if progress is not None:
             progress(min(i + batch_size, len(examples)))
-    probs = np.concatenate(out) if out else np.zeros((0, scorer.num_labels))
     return Prediction(probs, time.perf_counter() - start)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
+from tasktune.evaluation.evaluator import length_order
 from tasktune.task.data import Example
 from tasktune.training.result import TrainResult
 
@@ -54,10 +55,17 @@ def full_data_schedule(n_train: int | None, batch_size: int, target_examples: in
 def probabilities_in_batches(
     predict_proba: Callable[[Sequence[Example]], np.ndarray], examples: Sequence[Example], batch_size: int
 ) -> np.ndarray:
-    """(N, L) probabilities of a trainable's ``predict_proba``, ``batch_size`` examples at a time."""
-    return np.concatenate(
-        [predict_proba(examples[i : i + batch_size]) for i in range(0, len(examples), batch_size)]
-    )
+    """(N, L) probabilities of a trainable's ``predict_proba``, ``batch_size`` examples at a time, in
+    length-sorted batches (little padding), returned in the given order."""
+    order = length_order(examples)
+    out: np.ndarray | None = None
+    for i in range(0, len(examples), batch_size):
+        idx = order[i : i + batch_size]
+        probs = predict_proba([examples[j] for j in idx])
+        if out is None:
+            out = np.zeros((len(examples), probs.shape[1]), dtype=probs.dtype)
+        out[idx] = probs
+    return out if out is not None else np.zeros((0, 0))
 
 
 @torch.no_grad()
