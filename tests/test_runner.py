@@ -33,3 +33,77 @@ def test_network_guard_blocks_outside_connections():
 
     with pytest.raises(AssertionError, match="network connection"):
         socket.create_connection(("198.51.100.1", 80), timeout=0.1)
+
+
+class CountingFit:
+    """A route that records that it was fitted (so a test can see nothing was trained)."""
+
+    name = "counting"
+    needs_backbone = True
+    fitted = 0
+
+    def fit(self, ctx: FitContext):
+        CountingFit.fitted += 1
+        raise AssertionError("must not be reached")
+
+
+def test_mistakes_fail_before_any_backbone_is_loaded(task_dir, tmp_path, monkeypatch):
+    import pytest
+
+    import tasktune.runner as runner
+    from tasktune.errors import TaskTuneError
+
+    def no_load(*a, **k):
+        raise AssertionError("a backbone was loaded")
+
+    monkeypatch.setattr(runner, "load_backbone", no_load)
+    monkeypatch.setitem(ROUTES, "counting", CountingFit)
+    spec = load_task(task_dir / "task.yaml")
+    common = dict(route_names=["counting"], backbone_names=["smollm2-135m-instruct"], out_dir=tmp_path)
+    with pytest.raises(TaskTuneError, match="unknown protocol 'fwe'"):
+        run_matrix(spec, protocol="fwe", **common)
+    with pytest.raises(TaskTuneError, match=r"class too small.*K=50"):
+        run_matrix(spec, protocol="few", k=50, **common)  # 40 per class < 2K
+    with pytest.raises(TaskTuneError, match="train limit 0"):
+        run_matrix(spec, protocol="full", train_limit=0, **common)
+    with pytest.raises(TaskTuneError, match="unknown backbone 'no-such-model'"):
+        run_matrix(spec, protocol="full", **{**common, "backbone_names": ["no-such-model"]})
+    with pytest.raises(TaskTuneError, match="need a backbone"):
+        run_matrix(spec, protocol="full", **{**common, "backbone_names": []})
+    assert CountingFit.fitted == 0
+    assert not (tmp_path / "run.json").exists()  # nothing written for a run that never started
+
+
+def test_corrupt_cell_file_is_kept_aside_and_the_cell_reruns(task_dir, tmp_path):
+    spec = load_task(task_dir / "task.yaml")
+    first = run_matrix(spec, route_names=["majority"], protocol="full", out_dir=tmp_path)
+    (cell,) = tmp_path.glob("majority--*.json")
+    good = cell.read_text()
+    cell.write_text(good[: len(good) // 2])  # a write cut short
+    again = run_matrix(spec, route_names=["majority"], protocol="full", out_dir=tmp_path)
+    assert again.reused == 0 and len(again.results) == 1 and not again.failures
+    assert again.results[0].metrics == first.results[0].metrics
+    aside = cell.with_name(cell.name + ".corrupt")
+    assert aside.read_text() == good[: len(good) // 2]  # the bad file is not lost
+    assert any(cell.name in w and "rerun" in w for w in again.warnings)
+
+
+def test_imbalance_and_leakage_are_warned_and_recorded(tmp_path):
+    import json
+
+    from tests.conftest import make_rows, write_jsonl
+
+    rows = make_rows(40)
+    skewed = [r for r in rows if r["label"] == "positive"] + [r for r in rows if r["label"] == "negative"][:8]
+    write_jsonl(tmp_path / "train.jsonl", skewed)
+    write_jsonl(tmp_path / "test.jsonl", [*skewed[:4], {"text": "fresh one", "label": "negative"}])
+    (tmp_path / "task.yaml").write_text(
+        "name: skew\nlabels:\n  - name: negative\n  - name: positive\n"
+        "data:\n  train: {path: train.jsonl}\n  test: {path: test.jsonl}\n"
+    )
+    out = run_matrix(
+        load_task(tmp_path / "task.yaml"), route_names=["majority"], protocol="full", out_dir=tmp_path / "run"
+    )
+    assert any("'train' is imbalanced: the most common class is 5.0x" in w for w in out.warnings)
+    assert any("4 text(s) of 'test' also appear in 'train'" in w for w in out.warnings)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["warnings"] == out.warnings

@@ -47,6 +47,11 @@ class RunOutcome:
     results: list[RunResult] = field(default_factory=list)
     failures: list[CellFailure] = field(default_factory=list)
     reused: int = 0
+    # About the data or the run folder, not a cell's failure: imbalance, leakage, a corrupt cell file.
+    warnings: list[str] = field(default_factory=list)
+
+
+PROTOCOLS = ("zero", "few", "full")
 
 
 def protocol_splits(
@@ -68,7 +73,7 @@ def protocol_splits(
         return full_data(
             splits["train"], spec.num_labels, seed=seed, dev=splits.get("dev"), train_limit=train_limit
         )
-    raise TaskTuneError(f"unknown protocol {protocol!r}; expected zero, few or full")
+    raise TaskTuneError(f"unknown protocol {protocol!r}; expected {', '.join(PROTOCOLS)}")
 
 
 def default_seeds(spec: TaskSpec, protocol: str) -> tuple[int, ...]:
@@ -123,6 +128,7 @@ def write_run_manifest(
     eval_split: str,
     k: int = DEFAULT_K,
     train_size: int | None = None,
+    warnings: Sequence[str] = (),
 ) -> Path:
     """``<out>/run.json``: the task as run (labels, constraints, data sources), so that a report can be
     regenerated from the run folder alone, without the task file or the data."""
@@ -138,11 +144,44 @@ def write_run_manifest(
         "k": k,
         # Labelled examples a full-data cell uses (train + its dev), for the label budget.
         "train_size": train_size,
+        "warnings": list(warnings),  # what `task check` would say about this data (imbalance, leakage)
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def check_backbone_name(name: str, *, allow_hub: bool = False) -> None:
+    """Raise now for a backbone that is neither embedded, nor a model folder, nor an allowed hub id (the
+    load itself, later, may take minutes)."""
+    from tasktune.backbones.catalog import get_embedded
+    from tasktune.backbones.loading import resolve_folder
+
+    if get_embedded(name) is None and not allow_hub:
+        resolve_folder(name)
+
+
+def data_warnings(spec: TaskSpec, splits: dict[str, Split]) -> list[str]:
+    """`task check`'s warnings for this data (class imbalance, a class absent, train/test overlap): a run
+    prints them and keeps them in run.json, so a flattering accuracy is never unexplained."""
+    from tasktune.task.check import check_task
+
+    return check_task(spec, k=None, splits=splits).warnings
+
+
+def reuse_cell(path: Path, outcome: RunOutcome) -> RunResult | None:
+    """A finished cell's result, or None when its file cannot be read: that file is kept aside as
+    ``<cell>.json.corrupt`` (not deleted: it may be the only copy of hours of work) and the cell reruns."""
+    try:
+        return read_result(path)
+    except Exception as err:  # a truncated or hand-edited file: any parse or validation error
+        aside = path.with_name(path.name + ".corrupt")
+        path.replace(aside)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        outcome.warnings.append(f"{path} could not be read ({first}); kept as {aside.name}, cell rerun")
+        log.warning(outcome.warnings[-1])
+        return None
 
 
 def run_matrix(
@@ -160,10 +199,19 @@ def run_matrix(
     batch_size: int = 32,
     train_limit: int | None = None,
     registry_root: Path | None = None,
+    allow_hub: bool = False,
     on_cell: Callable[[str, RunResult | None, str | None], None] | None = None,
     on_start: Callable[[str, int, int], None] | None = None,
 ) -> RunOutcome:
-    splits = load_splits(spec)  # validates every row before any model is loaded
+    # Everything a user can get wrong is checked here, before any model is loaded (R1): the data (every
+    # row), the protocol, each seed's split (a class too small for K), the route and backbone names.
+    splits = load_splits(spec, allow_hub=allow_hub)
+    if protocol not in PROTOCOLS:
+        raise TaskTuneError(f"unknown protocol {protocol!r}; expected {', '.join(PROTOCOLS)}")
+    if train_limit is not None and (protocol != "full" or train_limit < 1):
+        raise TaskTuneError(
+            f"train limit {train_limit}: expected a positive number of examples, with the full protocol"
+        )
     if eval_split in ("train", "dev"):
         # Routes select on dev carved from train (or the task's dev split): scoring there is not a test.
         raise TaskTuneError(
@@ -174,17 +222,32 @@ def run_matrix(
     test = splits[eval_split]
     seeds = tuple(seeds) if seeds else default_seeds(spec, protocol)
     route_objs = [routes.get_route(r) for r in route_names]
+    if any(r.needs_backbone for r in route_objs) and not backbone_names:
+        raise TaskTuneError("these routes need a backbone; give at least one (--backbones)")
+    for name in backbone_names:
+        check_backbone_name(name, allow_hub=allow_hub)
+    per_seed = {
+        seed: protocol_splits(spec, splits, protocol, seed, k=k, train_limit=train_limit) for seed in seeds
+    }
     train_size = None
     if "train" in splits:
         n = len(splits["train"].examples)
         train_size = n if train_limit is None else min(n, train_limit + round(n * DEFAULT_DEV_FRACTION))
         if "dev" in splits:
             train_size = min(n, train_limit or n) + len(splits["dev"].examples)
+    outcome = RunOutcome(warnings=data_warnings(spec, splits))
+    for w in outcome.warnings:
+        log.warning("%s: %s", spec.name, w)
     if is_main_process():
         write_run_manifest(
-            out_dir, spec, protocol=protocol, eval_split=eval_split, k=k, train_size=train_size
+            out_dir,
+            spec,
+            protocol=protocol,
+            eval_split=eval_split,
+            k=k,
+            train_size=train_size,
+            warnings=outcome.warnings,
         )
-    outcome = RunOutcome()
     backbones: dict[str, Backbone] = {}
     total = sum(len(backbone_names) if r.needs_backbone else 1 for r in route_objs) * len(seeds)
     started = 0
@@ -198,18 +261,22 @@ def run_matrix(
                     on_start(name, started, total)
                 started += 1
                 if path.is_file() and not fresh:
-                    outcome.results.append(read_result(path))
-                    outcome.reused += 1
-                    if on_cell:
-                        on_cell(name, outcome.results[-1], None)
-                    continue
+                    cached = reuse_cell(path, outcome)
+                    if cached is not None:
+                        outcome.results.append(cached)
+                        outcome.reused += 1
+                        if on_cell:
+                            on_cell(name, cached, None)
+                        continue
                 try:
                     backbone = None
                     if backbone_name is not None:
                         if backbone_name not in backbones:
-                            backbones[backbone_name] = load_backbone(backbone_name, device=device)
+                            backbones[backbone_name] = load_backbone(
+                                backbone_name, device=device, allow_hub=allow_hub
+                            )
                         backbone = backbones[backbone_name]
-                    ps = protocol_splits(spec, splits, protocol, seed, k=k, train_limit=train_limit)
+                    ps = per_seed[seed]
                     ctx = FitContext(
                         task=spec,
                         train=ps.train,

@@ -87,3 +87,13 @@ def test_run_keeps_adaptations_in_the_registry(task_dir, tiny_llama_dir, tmp_pat
     cell = json.loads((out / f"prompting--{tiny_llama_dir.name}--zero--s13.json").read_text())
     assert cell["timings"]["artifact_bytes"] == versions[0].bytes > 0
     assert cell["info"]["route_config"]["registry_version"] == 1
+
+
+def test_run_bad_seeds_and_hub_data_are_one_message(task_dir, tmp_path, capsys):
+    assert main(["run", str(task_dir / "task.yaml"), "--routes", "majority", "--seeds", "13,x"]) == 2
+    assert "--seeds: 'x' is not a whole number" in capsys.readouterr().err
+    (task_dir / "hub.yaml").write_text(
+        "name: hubby\nlabels: [neg, pos]\ndata:\n  train: {hf: glue, subset: sst2, split: train}\n"
+    )
+    assert main(["run", str(task_dir / "hub.yaml"), "--routes", "majority", "--out", str(tmp_path)]) == 2
+    assert "--allow-hub" in capsys.readouterr().err

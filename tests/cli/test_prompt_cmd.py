@@ -18,6 +18,7 @@ def test_prompt_ab_prints_test_and_verdict(task_dir, tiny_llama_dir, tmp_path, c
     assert code == 0
     assert "McNemar exact test" in out and "p =" in out
     assert "20 paired examples" in out
+    assert "selected on test" in out  # no dev split in this task: test is used, and the user is told
     assert ("better than" in out) or ("No significant difference" in out) or ("identical" in out.lower())
 
 
@@ -57,3 +58,19 @@ def test_search_stores_in_registry_and_export_prints_text(task_dir, tiny_llama_d
     assert main(["prompt", "export", task, "--registry", str(reg)]) == 0
     out = capsys.readouterr().out
     assert "<paste the text here>" in out and "label words" in out
+
+
+def test_prompt_ab_scores_on_dev_when_the_task_has_one(task_dir, tiny_llama_dir, tmp_path, capsys):
+    from tests.conftest import make_rows, write_jsonl
+
+    write_jsonl(task_dir / "dev.jsonl", make_rows(3))
+    task = task_dir / "task.yaml"
+    task.write_text(task.read_text() + "  dev: {path: dev.jsonl}\n")
+    a, b = _prompts(tmp_path)
+    assert main(["prompt", "ab", str(task), str(a), str(b), "--backbone", str(tiny_llama_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny/dev (6 paired examples" in out and "selected on test" not in out
+    assert (
+        main(["prompt", "eval", str(task), str(a), "--split", "nope", "--backbone", str(tiny_llama_dir)]) == 2
+    )
+    assert "no 'nope' split; it has train, test, dev" in capsys.readouterr().err

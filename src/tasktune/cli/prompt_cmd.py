@@ -20,15 +20,35 @@ BACKBONE = typer.Option("smollm2-135m-instruct", "--backbone", help="A causal LM
 REGISTRY = typer.Option(
     Path("tasktune-registry"), "--registry", envvar="TASKTUNE_REGISTRY", help="Registry root."
 )
+ALLOW_HUB = typer.Option(False, "--allow-hub", help="Let hf: data sources and hub backbone ids download.")
+SPLIT = typer.Option(
+    None, "--split", help="Split to score on (default: the task's dev split, else test — with a warning)."
+)
 
 
-def _causal(name: str, device: str | None = None):
+def _causal(name: str, device: str | None = None, allow_hub: bool = False):
     from tasktune.backbones.loading import load_backbone
 
-    backbone = load_backbone(name, device=device)
+    backbone = load_backbone(name, device=device, allow_hub=allow_hub)
     if backbone.kind != "causal":
         raise TaskTuneError(f"prompt A/B and evaluation need a causal LM; {name!r} is an {backbone.kind}")
     return backbone
+
+
+def _scoring_split(spec, split: str | None) -> str:
+    """Choosing between prompts is selection: it belongs on dev. Test is used only when asked for or when
+    the task has no dev split, and then the user is told what that means for the figure."""
+    if split is None:
+        split = "dev" if "dev" in spec.data else "test"
+    if split not in spec.data:
+        raise TaskTuneError(f"task {spec.name!r} has no {split!r} split; it has {', '.join(spec.data)}")
+    if split.startswith("test"):
+        console.print(
+            f"[yellow]note:[/] scoring on {split!r}: a prompt chosen here has been selected on test, so "
+            "its test figure is optimistic; add a dev split to the task to choose on it",
+            highlight=False,
+        )
+    return split
 
 
 @app.command("ab")
@@ -37,9 +57,10 @@ def ab(
     prompt_a: Path = typer.Argument(..., help="Prompt A (YAML of PromptConfig fields)."),
     prompt_b: Path = typer.Argument(..., help="Prompt B."),
     backbone: str = BACKBONE,
-    split: str = typer.Option("test", "--split", help="Split both prompts are evaluated on."),
+    split: str | None = SPLIT,
     limit: int = typer.Option(0, "--limit", help="Only the first N examples (0: all)."),
     device: str | None = typer.Option(None, "--device"),
+    allow_hub: bool = ALLOW_HUB,
 ) -> None:
     """Paired evaluation of two prompts on the same examples: accuracy ± CI, McNemar's exact test, verdict."""
     from tasktune.routes.prompting.config import load_prompt
@@ -47,10 +68,11 @@ def ab(
 
     spec = load_task(task_file)
     config_a, config_b = load_prompt(prompt_a), load_prompt(prompt_b)
-    examples = load_split(spec, split).examples
+    split = _scoring_split(spec, split)
+    examples = load_split(spec, split, allow_hub=allow_hub).examples
     examples = examples[:limit] if limit else examples
-    train = load_split(spec, "train").examples if "train" in spec.data else ()
-    b = _causal(backbone, device)
+    train = load_split(spec, "train", allow_hub=allow_hub).examples if "train" in spec.data else ()
+    b = _causal(backbone, device, allow_hub)
     with console.status(f"scoring {len(examples)} examples with both prompts ..."):
         outcome = ab_test(
             b,
@@ -86,8 +108,9 @@ def eval_(
     task_file: Path = typer.Argument(..., help="task.yaml"),
     prompt: Path = typer.Argument(..., help="Prompt YAML."),
     backbone: str = BACKBONE,
-    split: str = typer.Option("test", "--split"),
+    split: str | None = SPLIT,
     device: str | None = typer.Option(None, "--device"),
+    allow_hub: bool = ALLOW_HUB,
 ) -> None:
     """Accuracy of one prompt on a split (calibration estimated from unlabelled training texts)."""
     from tasktune.evaluation.metrics import compute_metrics
@@ -96,10 +119,11 @@ def eval_(
 
     spec = load_task(task_file)
     config = load_prompt(prompt)
-    splits = load_splits(spec)
+    split = _scoring_split(spec, split)
+    splits = load_splits(spec, allow_hub=allow_hub)
     examples = splits[split].examples
     train = splits["train"].examples if "train" in splits else ()
-    b = _causal(backbone, device)
+    b = _causal(backbone, device, allow_hub)
     with console.status(f"scoring {len(examples)} examples ..."):
         probs = prompt_probabilities(
             b, spec, config, examples, train=train, unlabelled=[e.text for e in train]
@@ -121,6 +145,7 @@ def search_cmd(
     backbone: str = BACKBONE,
     registry: Path = REGISTRY,
     device: str | None = typer.Option(None, "--device"),
+    allow_hub: bool = ALLOW_HUB,
 ) -> None:
     """Search prompts on dev (never test), print the best trials and store the winner in the registry."""
     import json
@@ -132,9 +157,9 @@ def search_cmd(
     from tasktune.runner import protocol_splits
 
     spec = load_task(task_file)
-    splits = load_splits(spec)
+    splits = load_splits(spec, allow_hub=allow_hub)
     ps = protocol_splits(spec, splits, protocol, seed)
-    b = load_backbone(backbone, device=device)
+    b = load_backbone(backbone, device=device, allow_hub=allow_hub)
     ctx = FitContext(
         spec, ps.train, ps.dev, ps.protocol, seed, b, tuple(e.text for e in splits.get("train", ()))
     )

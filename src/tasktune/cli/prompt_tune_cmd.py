@@ -63,6 +63,7 @@ def sweep(
     train_limit: int = typer.Option(0, "--train-limit", help="full protocol: a random subset of train."),
     device: str = typer.Option("", "--device", help="cpu, cuda, ... (default: the best available)."),
     out: Path = typer.Option(None, "--out", help="Also write the sweep as JSON here."),
+    allow_hub: bool = typer.Option(False, "--allow-hub", help="Let hf: data and hub backbones download."),
 ) -> None:
     """Train soft prompts of several lengths; dev and test accuracy per length (choose on dev)."""
     import json
@@ -78,8 +79,8 @@ def sweep(
     except ValueError as e:
         raise TaskTuneError(f"--lengths and --seeds take comma-separated integers: {e}") from e
     spec = load_task(task_file)
-    splits = load_splits(spec)
-    b = load_backbone(backbone, device=device or None)
+    splits = load_splits(spec, allow_hub=allow_hub)
+    b = load_backbone(backbone, device=device or None, allow_hub=allow_hub)
 
     def show(cell) -> None:
         console.print(

@@ -22,6 +22,16 @@ def _split_csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def parse_seeds(value: str | None) -> list[int] | None:
+    seeds = []
+    for item in _split_csv(value):
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise TaskTuneError(f"--seeds: {item!r} is not a whole number (expected e.g. 13,21,42)") from None
+    return seeds or None
+
+
 def _progress() -> Progress:
     # Cells take seconds to hours, so the estimate is "time so far / cells done", shown per cell.
     return Progress(
@@ -47,6 +57,7 @@ def run_cells(
     fresh: bool,
     registry: Path | None,
     train_limit: int | None = None,
+    allow_hub: bool = False,
 ) -> RunOutcome:
     """One protocol's matrix with a progress bar and an estimate of the time left."""
     clock = time.perf_counter()
@@ -79,6 +90,7 @@ def run_cells(
             fresh=fresh,
             registry_root=registry,
             train_limit=train_limit,
+            allow_hub=allow_hub,
             on_cell=on_cell,
             on_start=on_start,
         )
@@ -97,6 +109,8 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
         return False
     failures = [f for o in outcomes for f in o.failures]
     results = [r for o in outcomes for r in o.results]
+    for warning in dict.fromkeys(w for o in outcomes for w in o.warnings):  # once each, in order
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if not results:
         for f in failures:
             console.print(f"[red]cell {f.cell} failed:[/] {f.error}", highlight=False)
@@ -147,6 +161,9 @@ def run(
         DEFAULT_REGISTRY, "--registry", envvar="TASKTUNE_REGISTRY", help="Keep every adaptation here."
     ),
     no_registry: bool = typer.Option(False, "--no-registry", help="Keep results only, no adaptations."),
+    allow_hub: bool = typer.Option(
+        False, "--allow-hub", help="Let the task's hf: data sources and hub backbone ids download."
+    ),
 ) -> None:
     """Run routes on a task, compare them with honest statistics, recommend one, write the report."""
     spec = load_task(task_file)
@@ -157,12 +174,13 @@ def run(
         routes=_split_csv(routes),
         backbones=_split_csv(backbones),
         protocol=protocol,
-        seeds=[int(s) for s in _split_csv(seeds)] or None,
+        seeds=parse_seeds(seeds),
         out_dir=out_dir,
         device=device,
         fresh=fresh,
         registry=reg,
         train_limit=train_limit,
+        allow_hub=allow_hub,
     )
     if finish(spec, out_dir, [outcome], reg):
         raise typer.Exit(1)

@@ -9,6 +9,14 @@ from pydantic import ValidationError
 
 from tasktune.errors import TaskTuneError
 from tasktune.registry.store import DEFAULT_ROOT
+from tasktune.serving.settings import ServeSettings
+
+_FIELDS = ServeSettings.model_fields
+
+
+def _opt(field: str, flag: str, help: str):
+    """An option whose default is the settings model's own, so the two cannot drift apart."""
+    return typer.Option(_FIELDS[field].default, flag, help=help)
 
 
 def serve(
@@ -35,19 +43,37 @@ def serve(
         exists=True,
         dir_okay=False,
     ),
-    max_batch: int = typer.Option(32, "--max-batch", help="Texts per forward pass."),
-    batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", help="How long a batch waits to fill."),
-    queue_rows: int = typer.Option(1024, "--queue", help="Texts that may wait; beyond it: 429."),
-    prefix_cache_mb: int = typer.Option(
-        64, "--prefix-cache-mb", help="Memory for soft prompts' computed key/value prefixes (LRU)."
+    allow_hub: bool = _opt("allow_hub", "--allow-hub", "Let a backbone named by hub id download."),
+    max_texts: int = _opt("max_texts", "--max-texts", "Texts one request may carry; beyond it: 422."),
+    max_text_chars: int = _opt("max_text_chars", "--max-text-chars", "Characters per text; beyond it: 422."),
+    max_payload_bytes: int = _opt(
+        "max_payload_bytes", "--max-payload-bytes", "Request body limit in bytes; beyond it: 413."
+    ),
+    max_batch: int = _opt("max_batch", "--max-batch", "Texts per forward pass."),
+    batch_wait_ms: float = _opt("batch_wait_ms", "--batch-wait-ms", "How long a batch waits to fill."),
+    queue_rows: int = _opt("queue_rows", "--queue", "Texts that may wait; beyond it: 429."),
+    deadline_ms: float = _opt("deadline_ms", "--deadline-ms", "Default per-request deadline (504 past it)."),
+    retry_after_s: int = _opt("retry_after_s", "--retry-after-s", "Retry-After sent with a 429."),
+    prefix_cache_mb: int = _opt(
+        "prefix_cache_mb", "--prefix-cache-mb", "Memory for soft prompts' computed key/value prefixes (LRU)."
     ),
     log_db: Path = typer.Option(None, "--log-db", help="Prediction log (default <registry>/serving.sqlite)."),
+    log_predictions: bool = _opt(
+        "log_predictions", "--log-predictions/--no-log-predictions", "Keep every prediction (monitoring)."
+    ),
+    drift_window: int = _opt("drift_window", "--drift-window", "Latest predictions compared for drift."),
+    drift_alpha: float = _opt("drift_alpha", "--drift-alpha", "Significance level of the drift test."),
+    drift_min_live: int = _opt(
+        "drift_min_live", "--drift-min-live", "Predictions needed before a drift test."
+    ),
+    warmup: bool = _opt("warmup", "--warmup/--no-warmup", "Load and run every adaptation before serving."),
+    shutdown_grace_s: float = _opt("shutdown_grace_s", "--shutdown-grace-s", "Drain time on SIGTERM."),
 ) -> None:
     """Serve adaptations: predictions, feedback, monitoring, A/B tests and a dashboard at /."""
     import uvicorn
 
     from tasktune.serving.app import create_app
-    from tasktune.serving.settings import ServeSettings, token_from_env
+    from tasktune.serving.settings import token_from_env
 
     token = admin_token_file.read_text(encoding="utf-8").strip() if admin_token_file else token_from_env()
     mapping = {}
@@ -62,14 +88,26 @@ def serve(
             tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
             backbones=mapping,
             device=device,
+            allow_hub=allow_hub,
             host=host,
             port=port,
             admin_token=token,
+            max_texts=max_texts,
+            max_text_chars=max_text_chars,
+            max_payload_bytes=max_payload_bytes,
             max_batch=max_batch,
             batch_wait_ms=batch_wait_ms,
             queue_rows=queue_rows,
+            deadline_ms=deadline_ms,
+            retry_after_s=retry_after_s,
             prefix_cache_mb=prefix_cache_mb,
             log_db=log_db,
+            log_predictions=log_predictions,
+            drift_window=drift_window,
+            drift_alpha=drift_alpha,
+            drift_min_live=drift_min_live,
+            warmup=warmup,
+            shutdown_grace_s=shutdown_grace_s,
         )
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())

@@ -237,7 +237,9 @@ class RegistryLoader:
         with self._backbone_lock:  # two tasks on one backbone must not load it twice
             if name not in self.backbones:
                 where = self.settings.backbones.get(name, name)
-                self.backbones[name] = load_backbone(where, device=self.settings.device)
+                self.backbones[name] = load_backbone(
+                    where, device=self.settings.device, allow_hub=self.settings.allow_hub
+                )
             return self.backbones[name]
 
     def lora_host(self, name: str):

@@ -24,6 +24,7 @@ class ServeSettings(BaseModel):
     # Backbone name → embedded name or local folder, for adaptations made on a local model folder.
     backbones: dict[str, str] = Field(default_factory=dict)
     device: str | None = None
+    allow_hub: bool = False  # a backbone named by hub id may download (network) when first needed
     host: str = "127.0.0.1"  # loopback unless the operator says otherwise (R18)
     port: int = Field(8000, ge=0, le=65535)
 

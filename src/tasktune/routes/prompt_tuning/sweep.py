@@ -72,7 +72,9 @@ def sweep_lengths(
         for seed in seeds:
             ps = protocol_splits(spec, splits, protocol, seed, train_limit=train_limit)
             n_train = len(ps.train)
-            options = default_options(protocol, depth, seed, n_train, backbone.kind)
+            # The route's defaults for this start: a causal LM's defaults assume the prompt start (lr 3e-3,
+            # start evaluated), which a label/vocab/text/random start must not inherit.
+            options = default_options(protocol, depth, seed, n_train, backbone.kind, from_prompt=False)
             options = options.model_copy(update={"num_virtual_tokens": int(length), "init": init})
             ctx = FitContext(spec, ps.train, ps.dev, protocol, seed, backbone)
             t0 = time.perf_counter()

@@ -1,0 +1,28 @@
+import inspect
+
+from tasktune.cli import serve_cmd
+from tasktune.cli.main import main
+from tasktune.serving.settings import ServeSettings
+
+
+def test_every_serve_setting_has_a_flag_with_the_same_default():
+    params = inspect.signature(serve_cmd.serve).parameters
+    renamed = {"admin_token": "admin_token_file", "backbones": "backbone"}  # read from a file / NAME=PATH
+    for field, info in ServeSettings.model_fields.items():
+        name = renamed.get(field, field)
+        assert name in params, f"ServeSettings.{field} has no `tasktune serve` flag"
+        if name == field and field not in ("tasks", "registry"):
+            assert params[name].default.default == info.default, field
+
+
+def test_a_small_queue_can_be_served_once_requests_are_bounded_below_it(tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(kw))
+    (tmp_path / "reg").mkdir()
+    base = ["serve", "--registry", str(tmp_path / "reg"), "--queue", "10", "--no-warmup"]
+    assert main(base) == 2
+    assert "max_texts (64) cannot exceed queue_rows (10)" in capsys.readouterr().err
+    assert main([*base, "--max-texts", "8", "--shutdown-grace-s", "5"]) == 0
+    assert started["timeout_graceful_shutdown"] == 5
