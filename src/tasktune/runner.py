@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -99,6 +100,7 @@ def cell_name(
 
 
 RUN_MANIFEST = "run.json"
+WORK_DIR = ".work"  # <out>/.work/<cell>/: checkpoints of cells not finished yet
 
 
 def _reset_peak_memory() -> None:
@@ -257,6 +259,10 @@ def run_matrix(
             for seed in seeds:
                 name = cell_name(route.name, backbone_name, protocol, seed, train_limit)
                 path = out_dir / f"{name}.json"
+                # Training checkpoints of an unfinished cell: a rerun of the same command resumes there.
+                work_dir = out_dir / WORK_DIR / name
+                if fresh and is_main_process():
+                    shutil.rmtree(work_dir, ignore_errors=True)
                 if on_start:
                     on_start(name, started, total)
                 started += 1
@@ -285,6 +291,7 @@ def run_matrix(
                         seed=seed,
                         backbone=backbone,
                         unlabelled=tuple(e.text for e in splits["train"]) if "train" in splits else (),
+                        work_dir=work_dir,
                     )
                     _reset_peak_memory()
                     start = time.perf_counter()
@@ -330,6 +337,7 @@ def run_matrix(
                         result.timings.artifact_bytes = size
                         result.info.route_config["registry_version"] = version
                     write_result(result, path)
+                    shutil.rmtree(work_dir, ignore_errors=True)  # the result is kept: checkpoints are done
                     outcome.results.append(result)
                     if on_cell:
                         on_cell(name, result, None)

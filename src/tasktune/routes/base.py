@@ -8,6 +8,7 @@ never a branch in a shared class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from tasktune.backbones.loading import Backbone
@@ -27,6 +28,9 @@ class FitContext:
     backbone: Backbone | None = None
     # Unlabelled training texts: usable by zero-shot routes (e.g. calibration), never labels.
     unlabelled: tuple[str, ...] = ()
+    # The cell's own folder for training checkpoints: a route that trains writes them here and, when a
+    # killed run is started again, resumes from the latest one (R3). None: no checkpoints.
+    work_dir: Path | None = None
 
 
 @dataclass

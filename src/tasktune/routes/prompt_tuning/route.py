@@ -8,7 +8,7 @@ probability in one batched forward pass).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from tasktune.routes.prompt_tuning.config import PromptTuningOptions, default_op
 from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_label_logits, deep_to_peft
 from tasktune.routes.registry import register_route
-from tasktune.routes.trained import DEV_LIMIT, dev_sample, training_summary
+from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, training_summary
 from tasktune.task.data import Example
 from tasktune.training import train
 
@@ -43,10 +43,11 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
     if isinstance(trainable, CausalSoftPrompt) and options.init == "prompt":
         # Start from the calibrated zero-shot prompt, as prompt-based fine-tuning does.
         trainable.calibrate(dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, seed))
-    config = options.train.model_copy(update={"seed": seed})
-    result = train(
-        trainable, ctx.train, dev_sample(ctx.dev, DEV_LIMIT, seed), config, b.device, progress=progress
+    config, resume = checkpointed(
+        options.train.model_copy(update={"seed": seed}), len(ctx.train), ctx.work_dir
     )
+    dev = dev_sample(ctx.dev, DEV_LIMIT, seed)
+    result = train(trainable, ctx.train, dev, config, b.device, progress=progress, **resume)
     trainable.train_mode(False)
     return trainable, result
 
@@ -136,7 +137,9 @@ class PromptEnsembleRoute:
         options = default_options(ctx.protocol, "shallow", ctx.seed, len(ctx.train), from_prompt=False)
         trained, summaries = [], []
         for m in range(self.members):
-            trainable, result = fit_soft_prompt(ctx, options, ctx.seed * 1000 + m)
+            # Each member checkpoints in a folder of its own: a killed ensemble resumes at its member.
+            member_ctx = replace(ctx, work_dir=ctx.work_dir / f"member-{m}" if ctx.work_dir else None)
+            trainable, result = fit_soft_prompt(member_ctx, options, ctx.seed * 1000 + m)
             trained.append(trainable)
             summaries.append({"seed": ctx.seed * 1000 + m, "best_dev": result.best_metrics})
         ensemble = EnsembleScorer(trained)
