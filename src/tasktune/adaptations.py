@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tasktune.evaluation.results import RunResult
+from tasktune.evaluation.results import RunResult, cell_group
 from tasktune.registry import Registry
 from tasktune.routes.base import Fitted
 from tasktune.task.data import Example
@@ -99,18 +99,10 @@ def candidate_version(
     """The registry version to alias ``candidate`` for a recommended (route, backbone, protocol) cell:
     of its seeds, the one with the best *dev* score (never chosen on test), else the first seed."""
 
-    def protocol_of(r: RunResult) -> str:  # as the comparison names it (reduced runs: full-nN)
-        if r.info.protocol == "full" and r.info.train_limit is not None:
-            return f"full-n{r.info.train_limit}"
-        return r.info.protocol
-
     cell = [
         r
         for r in results
-        if r.info.route == route
-        and (r.info.backbone or {}).get("name") == backbone
-        and protocol_of(r) == protocol
-        and "registry_version" in r.info.route_config
+        if cell_group(r) == (route, backbone, protocol) and "registry_version" in r.info.route_config
     ]
     if not cell:
         return None

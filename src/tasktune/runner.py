@@ -7,21 +7,24 @@ the shared evaluator and writes ``<out>/<cell>.json``. A finished cell's file is
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tasktune import routes
+from tasktune import routes, truncation
 from tasktune.backbones.loading import Backbone, load_backbone
 from tasktune.errors import TaskTuneError
 from tasktune.evaluation.evaluator import build_result, evaluate, single_example_latency
-from tasktune.evaluation.results import RunResult, read_result, write_result
+from tasktune.evaluation.results import RunResult, overrides_label, read_result, write_result
 from tasktune.routes.base import FitContext
+from tasktune.routes.overrides import flatten
 from tasktune.task.data import Split, load_splits
 from tasktune.task.protocols import (
     DEFAULT_DEV_FRACTION,
@@ -91,12 +94,20 @@ def backbone_slug(backbone: str | None) -> str:
 
 
 def cell_name(
-    route: str, backbone: str | None, protocol: str, seed: int, train_limit: int | None = None
+    route: str,
+    backbone: str | None,
+    protocol: str,
+    seed: int,
+    train_limit: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> str:
-    # A reduced full-data run is a different cell from the full one: it must never be reused as it.
+    # A reduced full-data run is a different cell from the full one, and a route with the user's
+    # settings a different cell from its defaults: neither must ever be reused as the other.
     if protocol == "full" and train_limit is not None:
         protocol = f"full-n{train_limit}"
-    return f"{route}--{backbone_slug(backbone)}--{protocol}--s{seed}"
+    name = f"{route}--{backbone_slug(backbone)}--{protocol}--s{seed}"
+    label = overrides_label(dict(overrides or {}))
+    return f"{name}--o{hashlib.sha256(label.encode()).hexdigest()[:8]}" if label else name
 
 
 RUN_MANIFEST = "run.json"
@@ -131,6 +142,7 @@ def write_run_manifest(
     k: int = DEFAULT_K,
     train_size: int | None = None,
     warnings: Sequence[str] = (),
+    route_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """``<out>/run.json``: the task as run (labels, constraints, data sources), so that a report can be
     regenerated from the run folder alone, without the task file or the data."""
@@ -147,6 +159,7 @@ def write_run_manifest(
         # Labelled examples a full-data cell uses (train + its dev), for the label budget.
         "train_size": train_size,
         "warnings": list(warnings),  # what `task check` would say about this data (imbalance, leakage)
+        "route_options": {r: dict(o) for r, o in (route_options or {}).items()},  # the user's settings
     }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -162,6 +175,33 @@ def check_backbone_name(name: str, *, allow_hub: bool = False) -> None:
 
     if get_embedded(name) is None and not allow_hub:
         resolve_folder(name)
+
+
+def check_route_options(
+    route_objs: Sequence[Any],
+    options: Mapping[str, Mapping[str, Any]],
+    protocol: str,
+    backbone_names: Sequence[str],
+) -> None:
+    """Raise now for options of a route that is not run or takes none, or that its options model
+    refuses (validated against the embedded backbones' kinds, or a causal LM's for other backbones)."""
+    from tasktune.backbones.catalog import get_embedded
+
+    names = {r.name: r for r in route_objs}
+    for route_name, overrides in options.items():
+        route = names.get(route_name)
+        if route is None:
+            raise TaskTuneError(
+                f"options given for route {route_name!r}, which this run does not include "
+                f"(routes: {', '.join(names)})"
+            )
+        if not hasattr(route, "options"):
+            raise TaskTuneError(f"route {route_name!r} takes no options")
+        if protocol == "zero" or not overrides:
+            continue
+        kinds = {e.kind for e in map(get_embedded, backbone_names) if e is not None} or {"causal"}
+        for kind in sorted(kinds):
+            route.options(protocol, 13, 1000, kind, overrides)
 
 
 def data_warnings(spec: TaskSpec, splits: dict[str, Split]) -> list[str]:
@@ -202,6 +242,7 @@ def run_matrix(
     train_limit: int | None = None,
     registry_root: Path | None = None,
     allow_hub: bool = False,
+    route_options: Mapping[str, Mapping[str, Any]] | None = None,
     on_cell: Callable[[str, RunResult | None, str | None], None] | None = None,
     on_start: Callable[[str, int, int], None] | None = None,
 ) -> RunOutcome:
@@ -228,6 +269,8 @@ def run_matrix(
         raise TaskTuneError("these routes need a backbone; give at least one (--backbones)")
     for name in backbone_names:
         check_backbone_name(name, allow_hub=allow_hub)
+    route_options = dict(route_options or {})
+    check_route_options(route_objs, route_options, protocol, backbone_names)
     per_seed = {
         seed: protocol_splits(spec, splits, protocol, seed, k=k, train_limit=train_limit) for seed in seeds
     }
@@ -249,6 +292,7 @@ def run_matrix(
             k=k,
             train_size=train_size,
             warnings=outcome.warnings,
+            route_options=route_options,
         )
     backbones: dict[str, Backbone] = {}
     total = sum(len(backbone_names) if r.needs_backbone else 1 for r in route_objs) * len(seeds)
@@ -257,7 +301,8 @@ def run_matrix(
     for route in route_objs:
         for backbone_name in backbone_names if route.needs_backbone else [None]:
             for seed in seeds:
-                name = cell_name(route.name, backbone_name, protocol, seed, train_limit)
+                overrides = flatten(route_options.get(route.name, {}))
+                name = cell_name(route.name, backbone_name, protocol, seed, train_limit, overrides)
                 path = out_dir / f"{name}.json"
                 # Training checkpoints of an unfinished cell: a rerun of the same command resumes there.
                 work_dir = out_dir / WORK_DIR / name
@@ -292,14 +337,17 @@ def run_matrix(
                         backbone=backbone,
                         unlabelled=tuple(e.text for e in splits["train"]) if "train" in splits else (),
                         work_dir=work_dir,
+                        options=overrides,
                     )
                     _reset_peak_memory()
                     start = time.perf_counter()
                     fitted = route.fit(ctx)
                     fit_seconds = time.perf_counter() - start
+                    truncation.take()  # count only the test set's inputs from here
                     metrics, prediction = evaluate(
                         fitted.scorer, test.examples, batch_size=batch_size, seed=seed
                     )
+                    cut = truncation.take()
                     latency = single_example_latency(fitted.scorer, test.examples)
                     result = build_result(
                         task=spec,
@@ -322,6 +370,14 @@ def run_matrix(
                         labelled_examples=len(ps.train) + len(ps.dev),
                         train_limit=train_limit if protocol == "full" else None,
                     )
+                    if overrides:
+                        result.info.route_config["overrides"] = overrides
+                    if cut:  # R2: over-long inputs were cut to the route's limit; say how many
+                        result.info.route_config["truncated_test_inputs"] = cut
+                        for where, n in cut.items():
+                            outcome.warnings.append(
+                                f"{name}: {n} of {len(test.examples)} test inputs cut to fit the {where}"
+                            )
                     if not is_main_process():  # data-parallel training: rank 0 alone keeps results
                         outcome.results.append(result)
                         continue

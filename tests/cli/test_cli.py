@@ -97,3 +97,28 @@ def test_run_bad_seeds_and_hub_data_are_one_message(task_dir, tmp_path, capsys):
     )
     assert main(["run", str(task_dir / "hub.yaml"), "--routes", "majority", "--out", str(tmp_path)]) == 2
     assert "--allow-hub" in capsys.readouterr().err
+
+
+def test_run_with_route_settings_is_its_own_cell(task_dir, tiny_llama_dir, tmp_path, capsys):
+    from tasktune.evaluation.results import read_result
+
+    base = ["run", str(task_dir / "task.yaml"), "--routes", "prompt_tuning", "--protocol", "few"]
+    base += ["--seeds", "13", "--backbones", str(tiny_llama_dir), "--no-registry", "--out", str(tmp_path)]
+    assert main([*base, "--set", "prompt_tuning.num_virtual_tokens=3"]) == 2
+    assert "set init too" in capsys.readouterr().err  # the prompt start has its own length
+    assert main([*base, "--set", "lora.lora.r=4"]) == 2
+    assert "options given for route 'lora', which this run does not include" in capsys.readouterr().err
+    assert main([*base, "--set", "prompt_tuning.train.lr=-1"]) == 2
+    assert "train.lr = -1" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.json"))  # refused before anything ran
+
+    settings = ["--set", "prompt_tuning.init=labels", "--set", "prompt_tuning.num_virtual_tokens=3"]
+    settings += ["--set", "prompt_tuning.train.epochs=2"]
+    assert main([*base, *settings]) == 0
+    (cell,) = tmp_path.glob("prompt_tuning--*--o*.json")
+    config = read_result(cell).info.route_config
+    assert config["overrides"] == {"init": "labels", "num_virtual_tokens": 3, "train.epochs": 2}
+    assert config["options"]["num_virtual_tokens"] == 3 and config["options"]["train"]["epochs"] == 2
+    assert config["options"]["train"]["lr"] == 3e-2  # a label start brings its own learning rate
+    out = capsys.readouterr().out
+    assert "prompt_tuning[init=" in out

@@ -41,6 +41,13 @@ class Backbone:
     def hidden_size(self) -> int:
         return self.identity.hidden_size
 
+    def input_limit(self, wanted: int, reserved: int = 0) -> int:
+        """Tokens an input may have: what a route asks for, within the model's position table less the
+        positions ``reserved`` for other inputs (a soft prompt's vectors); an input past the table would
+        not be cut but crash the model."""
+        table = getattr(self.model.config, "max_position_embeddings", None)
+        return max(1, min(wanted, int(table) - reserved)) if table else wanted
+
 
 def infer_kind(config) -> Kind:
     archs = getattr(config, "architectures", None) or []

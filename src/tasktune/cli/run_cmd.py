@@ -58,6 +58,7 @@ def run_cells(
     registry: Path | None,
     train_limit: int | None = None,
     allow_hub: bool = False,
+    route_options: dict | None = None,
 ) -> RunOutcome:
     """One protocol's matrix with a progress bar and an estimate of the time left."""
     clock = time.perf_counter()
@@ -91,6 +92,7 @@ def run_cells(
             registry_root=registry,
             train_limit=train_limit,
             allow_hub=allow_hub,
+            route_options=route_options,
             on_cell=on_cell,
             on_start=on_start,
         )
@@ -164,8 +166,21 @@ def run(
     allow_hub: bool = typer.Option(
         False, "--allow-hub", help="Let the task's hf: data sources and hub backbone ids download."
     ),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="ROUTE.OPTION=VALUE over the route's defaults, e.g. lora.lora.r=16, prompt_tuning.train.lr=0.01 "
+        "(repeatable; a run with settings is its own cell, compared with the defaults').",
+    ),
+    options_file: Path | None = typer.Option(
+        None, "--options", help="YAML of {route: {option: value}}; --set wins over it."
+    ),
 ) -> None:
     """Run routes on a task, compare them with honest statistics, recommend one, write the report."""
+    from tasktune.routes.overrides import load_options_file, merge, parse_set
+
+    layers = [load_options_file(options_file)] if options_file else []
+    route_options = merge(*layers, parse_set(set_))
     spec = load_task(task_file)
     out_dir = out or Path("runs") / spec.name
     reg = None if no_registry else registry
@@ -181,6 +196,7 @@ def run(
         registry=reg,
         train_limit=train_limit,
         allow_hub=allow_hub,
+        route_options=route_options,
     )
     if finish(spec, out_dir, [outcome], reg):
         raise typer.Exit(1)

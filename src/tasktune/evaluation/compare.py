@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tasktune.evaluation.metrics import BOOTSTRAP_SAMPLES, bootstrap_ci, compute_metrics, confusion_matrix
-from tasktune.evaluation.results import RunResult
+from tasktune.evaluation.results import RunResult, cell_group
 from tasktune.evaluation.significance import holm_adjust, mcnemar_exact
 
 ALPHA = 0.05
@@ -228,11 +228,7 @@ def _failure(f: Any) -> tuple[str, str]:
 
 
 def _group_of(r: RunResult) -> tuple[str, str | None, str]:
-    backbone = r.info.backbone.get("name") if r.info.backbone else None
-    protocol = r.info.protocol
-    if protocol == "full" and r.info.train_limit is not None:
-        protocol = f"full-n{r.info.train_limit}"  # a reduced run is never merged with the full one
-    return (r.info.route, backbone, protocol)
+    return cell_group(r)
 
 
 def _summarise_cell(

@@ -91,3 +91,21 @@ def write_result(result: RunResult, path: Path) -> Path:
 
 def read_result(path: Path) -> RunResult:
     return RunResult.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def overrides_label(overrides: dict[str, Any] | None) -> str:
+    """``{"lora.r": 16, "train.lr": 0.0001}`` → ``"lora.r=16,train.lr=0.0001"`` (sorted, stable)."""
+    return ",".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted((overrides or {}).items()))
+
+
+def cell_group(r: RunResult) -> tuple[str, str | None, str]:
+    """(route, backbone, protocol) as comparisons name a result's cell: a reduced full-data run is
+    ``full-nN`` and a route run with the user's settings is ``route[option=value,...]`` — never merged
+    with the defaults' cell or another setting's."""
+    backbone = r.info.backbone.get("name") if r.info.backbone else None
+    protocol = r.info.protocol
+    if protocol == "full" and r.info.train_limit is not None:
+        protocol = f"full-n{r.info.train_limit}"
+    route = r.info.route
+    label = overrides_label(r.info.route_config.get("overrides"))
+    return (f"{route}[{label}]" if label else route, backbone, protocol)

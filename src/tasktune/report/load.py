@@ -14,8 +14,9 @@ from tasktune.errors import TaskTuneError
 from tasktune.evaluation.results import RunResult, read_result
 
 RUN_MANIFEST = "run.json"
-# <route>--<backbone_slug>--<protocol>--s<seed>.json, as tasktune.runner.cell_name writes them.
-CELL_FILE = re.compile(r"^[^.][^/]*--[^/]*--[^/]*--s-?\d+\.json$")
+# <route>--<backbone_slug>--<protocol>--s<seed>[--o<settings hash>].json, as tasktune.runner.cell_name
+# writes them.
+CELL_FILE = re.compile(r"^[^.][^/]*--[^/]*--[^/]*--s-?\d+(--o[0-9a-f]{8})?\.json$")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ never a branch in a shared class.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +32,8 @@ class FitContext:
     # The cell's own folder for training checkpoints: a route that trains writes them here and, when a
     # killed run is started again, resumes from the latest one (R3). None: no checkpoints.
     work_dir: Path | None = None
+    # The user's settings for this route over its defaults (:mod:`tasktune.routes.overrides`).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -50,3 +53,16 @@ class Route(Protocol):
     needs_backbone: bool
 
     def fit(self, ctx: FitContext) -> Fitted: ...
+
+
+class ConfigurableRoute(Route, Protocol):
+    """A route whose settings a user may change: its defaults for a regime, with overrides applied."""
+
+    def options(
+        self, protocol: str, seed: int, n_train: int, kind: str, overrides: Mapping[str, Any]
+    ) -> Any: ...
+
+
+def route_options(route: Route, ctx: FitContext) -> Any:
+    kind = ctx.backbone.kind if ctx.backbone is not None else "causal"
+    return route.options(ctx.protocol, ctx.seed, len(ctx.train), kind, ctx.options)  # type: ignore[attr-defined]

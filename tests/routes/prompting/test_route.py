@@ -86,3 +86,23 @@ def test_zero_shot_prompt_is_kept_unless_beaten_significantly(task):
     much_better = trial(other, 55)  # 15 more right, none worse: p ≈ 6e-5
     chosen, decision = choose([base, much_better], default, alpha=0.1)
     assert chosen is much_better and not decision["kept_default"] and decision["p_value"] < 0.001
+
+
+def test_search_scores_a_bounded_sample_of_held_out_train(task, tiny_llama, monkeypatch):
+    """With full training data each candidate must not score the whole of train (hours on a CPU)."""
+    import tasktune.routes.prompting.search as search_module
+
+    sizes = []
+    real = search_module._scores
+
+    def counting(scorer, examples, batch_size):
+        sizes.append(len(examples))
+        return real(scorer, examples, batch_size)
+
+    monkeypatch.setattr(search_module, "_scores", counting)
+    train = tuple(Example(f"{w} review {i}", i % 2, row=i + 1) for i, w in enumerate(["bad", "good"] * 40))
+    search(tiny_llama, task, train, DEV, [], demo_counts=(0, 1), held_out_limit=10)
+    scored = sizes[::3]  # per candidate: selection set, content-free inputs, unlabelled texts
+    assert scored and all(n == len(DEV) + 10 for n in scored)
+    picked = search_module.stratified_sample(train, 10, 13, 2)
+    assert [e.label for e in picked].count(0) == 5 and picked == sorted(picked, key=lambda e: e.row)

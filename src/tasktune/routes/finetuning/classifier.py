@@ -29,6 +29,7 @@ from tasktune.routes.shared_prefix import last_hidden_states
 from tasktune.routes.trained import dev_accuracy, mean_calibration_offset, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
+from tasktune.truncation import record, tokenize_bounded
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -159,15 +160,18 @@ class FinetunedClassifier:
         texts = [e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}" for e in batch]
         if self.kind == "causal":
             ids = self.backbone.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            rows = [r[: self.options.max_tokens] or [self._pad] for r in ids]
+            limit = self.options.max_tokens
+            record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
+            rows = [r[:limit] or [self._pad] for r in ids]
             return Encoded.of(rows, self._pad, self._dev)
         pairs = [e.text_pair for e in batch] if batch and batch[0].text_pair is not None else None
-        return self.backbone.tokenizer(
+        return tokenize_bounded(
+            self.backbone.tokenizer,
             [e.text for e in batch],
             pairs,
+            self.backbone.input_limit(self.options.max_tokens),
+            "fine-tuning input",
             padding=True,
-            truncation=True,
-            max_length=self.options.max_tokens,
             return_tensors="pt",
         ).to(self._dev)
 

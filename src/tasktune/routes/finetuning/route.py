@@ -9,15 +9,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from tasktune.errors import TaskTuneError
 from tasktune.registry.peft_export import peft_config_to_json
-from tasktune.routes.base import FitContext, Fitted
+from tasktune.routes.base import FitContext, Fitted, route_options
 from tasktune.routes.finetuning.classifier import FinetunedClassifier
 from tasktune.routes.finetuning.config import FinetuneOptions, default_options
+from tasktune.routes.overrides import apply_overrides
 from tasktune.routes.registry import register_route
 from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, training_summary
 from tasktune.training import train
@@ -66,15 +69,23 @@ class FinetuneRoute:
     adapter: str
     needs_backbone: bool = True
 
-    def options_for(self, ctx: FitContext) -> FinetuneOptions:
-        kind = ctx.backbone.kind if ctx.backbone is not None else "causal"
+    def options(
+        self, protocol: str, seed: int, n_train: int, kind: str, overrides: Mapping[str, Any]
+    ) -> FinetuneOptions:
         objective = self.objective
         if self.adapter == "lora" and kind != "causal":
             objective = "head"
-        return default_options(ctx.protocol, objective, self.adapter, kind, ctx.seed, len(ctx.train))
+        defaults = default_options(protocol, objective, self.adapter, kind, seed, n_train)
+        options = apply_overrides(defaults, overrides, self.name)
+        if (options.objective, options.adapter) != (defaults.objective, defaults.adapter):
+            raise TaskTuneError(
+                f"{self.name}: objective and adapter are what this route is; choose the route instead "
+                "(finetune_head, finetune_prompt, lora)"
+            )
+        return options
 
     def fit(self, ctx: FitContext) -> Fitted:
-        options = self.options_for(ctx)
+        options = route_options(self, ctx)
         clf, result, n_params = fit_finetuned(ctx, options)
         tensors = clf.artifact_tensors()
         json_files = {

@@ -16,6 +16,7 @@ from tasktune.routes.prompting.encoder import TEMPERATURE, Embedder, label_descr
 from tasktune.routes.trained import dev_accuracy, probabilities_in_batches
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
+from tasktune.truncation import tokenize_bounded
 
 
 class EncoderSoftPrompt:
@@ -72,13 +73,9 @@ class EncoderSoftPrompt:
         dev = b.device.device
         texts = [e.text for e in batch]
         pairs = [e.text_pair for e in batch] if batch and batch[0].text_pair is not None else None
-        enc = b.tokenizer(
-            texts,
-            pairs,
-            padding=True,
-            truncation=True,
-            max_length=self.options.max_tokens,
-            return_tensors="pt",
+        limit = b.input_limit(self.options.max_tokens, reserved=self.prompt.shape[0])
+        enc = tokenize_bounded(
+            b.tokenizer, texts, pairs, limit, "soft-prompt input", padding=True, return_tensors="pt"
         ).to(dev)
         B, N = len(batch), self.prompt.shape[0]
         with b.device.autocast():

@@ -16,6 +16,7 @@ from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.template import PromptRenderer, RenderedPrompt, encode
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
+from tasktune.truncation import record
 
 
 class SoftPromptInputs:
@@ -86,7 +87,8 @@ class SoftPromptInputs:
             if self.cut:
                 rendered = self._after_cut(rendered)
             ids = encode(self.tokenizer, rendered)
-            # Over-long inputs: keep the end (the cue sits there); the policy is stated, not silent.
+            # Over-long inputs: keep the end (the cue sits there); counted and reported (R2).
+            record("prompt input", self.max_tokens, int(len(ids) > self.max_tokens))
             rows.append(ids[-self.max_tokens :])
         return rows
 

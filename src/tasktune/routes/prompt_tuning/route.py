@@ -7,14 +7,16 @@ probability in one batched forward pass).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 
 from tasktune.errors import TaskTuneError
-from tasktune.routes.base import FitContext, Fitted
+from tasktune.routes.base import FitContext, Fitted, route_options
+from tasktune.routes.overrides import apply_overrides, flatten
 from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
 from tasktune.routes.prompt_tuning.config import PromptTuningOptions, default_options
 from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
@@ -86,9 +88,26 @@ class PromptTuningRoute:
     needs_backbone: bool = True
     depth: str = "shallow"
 
+    def options(
+        self, protocol: str, seed: int, n_train: int, kind: str, overrides: Mapping[str, Any]
+    ) -> PromptTuningOptions:
+        # Another start named by the user brings that start's defaults (its learning rate), not the
+        # prompt start's; a length only means something for a start that has no length of its own.
+        flat = flatten(overrides)
+        from_prompt = flat.get("init", "prompt") == "prompt"
+        defaults = default_options(protocol, self.depth, seed, n_train, kind, from_prompt=from_prompt)
+        options = apply_overrides(defaults, overrides, self.name)
+        if options.depth != self.depth:
+            raise TaskTuneError(f"{self.name}: depth is what this route is; choose the route instead")
+        if options.init == "prompt" and kind == "causal" and "num_virtual_tokens" in flat:
+            raise TaskTuneError(
+                f"{self.name}: num_virtual_tokens with init 'prompt' (the default on a causal LM): that "
+                "start has the zero-shot prompt's own length; set init too (labels, vocab, text, random)"
+            )
+        return options
+
     def fit(self, ctx: FitContext) -> Fitted:
-        kind = ctx.backbone.kind if ctx.backbone is not None else "causal"
-        options = default_options(ctx.protocol, self.depth, ctx.seed, len(ctx.train), kind)
+        options = route_options(self, ctx)
         trainable, result = fit_soft_prompt(ctx, options, ctx.seed)
         n_params = sum(p.numel() for _, p in trainable.parameters())
         kind = "soft-prompt" if self.depth == "shallow" else "deep-prompt"
@@ -133,8 +152,7 @@ class PromptEnsembleRoute:
     def fit(self, ctx: FitContext) -> Fitted:
         if ctx.backbone is not None and ctx.backbone.kind != "causal":
             raise TaskTuneError("prompt ensembles are implemented for causal LMs")
-        # Label-word starts: prompt-initialised members would all begin as the same zero-shot prompt.
-        options = default_options(ctx.protocol, "shallow", ctx.seed, len(ctx.train), from_prompt=False)
+        options = route_options(self, ctx)
         trained, summaries = [], []
         for m in range(self.members):
             # Each member checkpoints in a folder of its own: a killed ensemble resumes at its member.
@@ -173,6 +191,19 @@ class PromptEnsembleRoute:
                 },
             },
         )
+
+    def options(
+        self, protocol: str, seed: int, n_train: int, kind: str, overrides: Mapping[str, Any]
+    ) -> PromptTuningOptions:
+        # Label-word starts: prompt-initialised members would all begin as the same zero-shot prompt.
+        defaults = default_options(protocol, "shallow", seed, n_train, from_prompt=False)
+        options = apply_overrides(defaults, overrides, self.name)
+        if options.init == "prompt" or options.depth != "shallow":
+            raise TaskTuneError(
+                f"{self.name}: members are shallow prompts with different starts (init prompt would make "
+                "them all start alike)"
+            )
+        return options
 
 
 register_route("prompt_tuning")(PromptTuningRoute)

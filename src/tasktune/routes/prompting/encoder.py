@@ -11,6 +11,7 @@ import torch
 from tasktune.backbones.loading import Backbone
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
+from tasktune.truncation import tokenize_bounded
 
 # Cosine similarities of sentence embeddings sit in a narrow band; dividing by a temperature turns
 # their differences into usable probabilities (0.05 is the SimCSE / sentence-transformers scale).
@@ -28,11 +29,13 @@ class Embedder:
         b = self.backbone
         out = []
         for i in range(0, len(texts), self.batch_size):
-            batch = b.tokenizer(
+            batch = tokenize_bounded(
+                b.tokenizer,
                 list(texts[i : i + self.batch_size]),
+                None,
+                b.input_limit(self.max_length),
+                "encoder embedding",
                 padding=True,
-                truncation=True,
-                max_length=self.max_length,
                 return_tensors="pt",
             ).to(b.device.device)
             with b.device.autocast():

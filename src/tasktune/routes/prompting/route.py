@@ -23,7 +23,7 @@ from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
 from tasktune.routes.prompting.encoder import Embedder, SimilarityScorer
 from tasktune.routes.prompting.predictor import CausalPromptScorer
-from tasktune.routes.prompting.search import search, zero_shot_config
+from tasktune.routes.prompting.search import search, stratified_sample, zero_shot_config
 from tasktune.routes.registry import register_route
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
@@ -127,7 +127,7 @@ class PromptingRoute:
                 update={"seed": ctx.seed}
             )
         else:
-            dev = _stratified(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed)
+            dev = stratified_sample(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed, ctx.task.num_labels)
             unl = [Example(t, 0) for t in _sample(ctx.unlabelled, SEARCH_UNLABELLED, ctx.seed)]
             result = search(ctx.backbone, ctx.task, ctx.train, dev, unl, seed=ctx.seed)
             config = result.best
@@ -156,7 +156,10 @@ class PromptingRoute:
         style = "description"
         decision: dict = {}
         if ctx.dev and ctx.protocol != "zero":
-            selection = [*_stratified(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed), *ctx.train[:SEARCH_DEV_LIMIT]]
+            selection = [
+                *stratified_sample(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed, ctx.task.num_labels),
+                *ctx.train[:SEARCH_DEV_LIMIT],
+            ]
             y = np.array([e.label for e in selection])
             right = {
                 candidate: SimilarityScorer(ctx.backbone, ctx.task, candidate)
@@ -182,17 +185,6 @@ class PromptingRoute:
             artifact_bytes=len(json.dumps(artifact).encode()),
             artifact={"kind": "prompt", "json_files": {"prompt.json": artifact}},
         )
-
-
-def _stratified(examples: tuple[Example, ...], n: int, seed: int) -> list[Example]:
-    if len(examples) <= n:
-        return list(examples)
-    rng = np.random.default_rng(seed)
-    labels = np.array([e.label for e in examples])
-    classes = np.unique(labels)
-    per = max(1, n // len(classes))
-    idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per] for c in classes])
-    return [examples[i] for i in sorted(idx)]
 
 
 register_route("prompting")(PromptingRoute)

@@ -1,0 +1,100 @@
+"""A user's settings for a route, on top of the route's measured defaults.
+
+``tasktune run --set lora.lora.r=16 --set prompt_tuning.train.lr=0.01`` or ``--options FILE.yaml``
+(``{route: {option: value, ...}}``, nested or dotted). The defaults stay per protocol and backbone (they
+were chosen by measurement); what the user names replaces only those fields, and the result is
+validated by the route's own options model, so a typo or a bad value is one message naming the route,
+the option, the value and what was expected — raised before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tasktune.errors import TaskTuneError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def flatten(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.01}}`` and ``{"train.lr": 0.01}`` alike → ``{"train.lr": 0.01}``."""
+    flat: dict[str, Any] = {}
+    for key, value in options.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def apply_overrides(defaults: M, overrides: Mapping[str, Any], where: str) -> M:
+    """``defaults`` with the named fields replaced, validated; ``where`` names the route in errors."""
+    if not overrides:
+        return defaults
+    data = defaults.model_dump(mode="json")
+    for key, value in flatten(overrides).items():
+        node, parts = data, key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                known = ", ".join(sorted(node)) if isinstance(node, dict) else "none (not a group)"
+                inside = ".".join(parts[:depth]) or "the route"
+                raise TaskTuneError(
+                    f"{where}: unknown option {key!r} ({part!r} is not an option of {inside}; "
+                    f"options there: {known})"
+                )
+            if depth < len(parts) - 1:
+                node = node[part]
+        node[parts[-1]] = value
+    try:
+        return type(defaults).model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'options'} = {e.get('input')!r}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise TaskTuneError(f"{where}: invalid option value ({problems})") from None
+
+
+def parse_set(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``ROUTE.OPTION=VALUE`` strings (values read as YAML scalars: 0.01, true, [q_proj, v_proj])."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        route, dot, option = key.strip().partition(".")
+        if not sep or not dot or not route or not option:
+            raise TaskTuneError(f"--set {item!r}: expected ROUTE.OPTION=VALUE, e.g. lora.lora.r=16")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.setdefault(route, {})[option] = value
+    return out
+
+
+def load_options_file(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise TaskTuneError(f"cannot read the route options file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise TaskTuneError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise TaskTuneError(
+            f"{path}: expected a mapping of route name to its options, e.g. 'lora: {{train: {{lr: 1e-4}}}}'"
+        )
+    return {str(route): dict(options) for route, options in data.items()}
+
+
+def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Later layers win, option by option (a file, then --set)."""
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for route, options in layer.items():
+            out.setdefault(route, {}).update(flatten(options))
+    return out

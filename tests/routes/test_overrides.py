@@ -1,0 +1,56 @@
+import pytest
+
+from tasktune.errors import TaskTuneError
+from tasktune.routes.finetuning.config import default_options as finetune_defaults
+from tasktune.routes.overrides import apply_overrides, flatten, load_options_file, merge, parse_set
+
+
+def test_nested_and_dotted_overrides_replace_only_the_named_fields():
+    defaults = finetune_defaults("few", "prompt", "lora", "causal", 13)
+    a = apply_overrides(defaults, {"lora": {"r": 16}, "train.lr": 1e-3}, "lora")
+    b = apply_overrides(defaults, {"lora.r": 16, "train": {"lr": 1e-3}}, "lora")
+    assert a == b
+    assert a.lora.r == 16 and a.train.lr == 1e-3
+    assert a.lora.alpha == defaults.lora.alpha and a.train.epochs == defaults.train.epochs
+    assert apply_overrides(defaults, {}, "lora") is defaults
+
+
+def test_a_typo_names_the_route_the_option_and_what_exists():
+    defaults = finetune_defaults("few", "prompt", "lora", "causal", 13)
+    with pytest.raises(
+        TaskTuneError, match=r"lora: unknown option 'lora\.rank' \('rank' is not an option of lora"
+    ):
+        apply_overrides(defaults, {"lora.rank": 16}, "lora")
+    with pytest.raises(TaskTuneError, match=r"options there: .*lora.*train"):
+        apply_overrides(defaults, {"lerning_rate": 1}, "lora")
+
+
+def test_a_bad_value_names_the_option_the_value_and_the_rule():
+    defaults = finetune_defaults("few", "prompt", "lora", "causal", 13)
+    with pytest.raises(TaskTuneError, match=r"lora\.r = 0: Input should be greater than or equal to 1"):
+        apply_overrides(defaults, {"lora.r": 0}, "lora")
+    with pytest.raises(TaskTuneError, match=r"train\.lr = 'fast'"):
+        apply_overrides(defaults, {"train.lr": "fast"}, "lora")
+
+
+def test_set_strings_read_values_as_yaml_and_later_layers_win(tmp_path):
+    parsed = parse_set(
+        ["lora.lora.r=16", "lora.lora.target_modules=[q_proj, v_proj]", "prompt_tuning.init=labels"]
+    )
+    assert parsed == {
+        "lora": {"lora.r": 16, "lora.target_modules": ["q_proj", "v_proj"]},
+        "prompt_tuning": {"init": "labels"},
+    }
+    with pytest.raises(TaskTuneError, match=r"expected ROUTE\.OPTION=VALUE"):
+        parse_set(["lora=16"])
+    f = tmp_path / "opts.yaml"
+    f.write_text("lora:\n  lora: {r: 4, alpha: 8}\n")
+    assert merge(load_options_file(f), parsed)["lora"] == {
+        "lora.r": 16,
+        "lora.alpha": 8,
+        "lora.target_modules": ["q_proj", "v_proj"],
+    }
+    f.write_text("- lora\n")
+    with pytest.raises(TaskTuneError, match="expected a mapping of route name to its options"):
+        load_options_file(f)
+    assert flatten({"a": {"b": {"c": 1}}, "d": {}}) == {"a.b.c": 1, "d": {}}
