@@ -107,3 +107,27 @@ def test_imbalance_and_leakage_are_warned_and_recorded(tmp_path):
     assert any("'train' is imbalanced: the most common class is 5.0x" in w for w in out.warnings)
     assert any("4 text(s) of 'test' also appear in 'train'" in w for w in out.warnings)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["warnings"] == out.warnings
+
+
+def test_a_macro_f1_task_selects_trains_and_compares_on_macro_f1(task_dir, tiny_llama_dir, tmp_path):
+    from tasktune.report.build import build_report
+
+    task = task_dir / "task.yaml"
+    task.write_text(task.read_text() + "metric: macro_f1\n")
+    out = run_matrix(
+        load_task(task),
+        route_names=["majority", "prompt_tuning"],
+        backbone_names=[str(tiny_llama_dir)],
+        protocol="few",
+        seeds=[13],
+        k=8,
+        out_dir=tmp_path,
+        route_options={"prompt_tuning": {"train.epochs": 2, "init": "labels"}},
+    )
+    assert not out.failures
+    trained = next(r for r in out.results if r.info.route == "prompt_tuning")
+    assert trained.info.route_config["selected_on"] == "macro_f1"
+    assert set(trained.info.route_config["best_dev"]) == {"accuracy", "macro_f1"}
+    comparison = build_report(tmp_path).comparison
+    assert comparison.metric == "macro_f1"
+    assert comparison.best_cell.score("macro_f1") == max(c.macro_f1_mean for c in comparison.cells)

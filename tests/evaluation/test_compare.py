@@ -145,3 +145,52 @@ def test_deterministic_independent_of_input_order_and_round_trips():
     b = summarise(list(reversed(results)))
     assert a == b
     assert Comparison.from_dict(a.to_dict()) == a
+
+
+def _errors_concentrated_vs_spread():
+    """Three balanced classes, 100 rows each. 'lumpy' gets all of class 2 wrong (accuracy 66.7 %,
+    macro-F1 55.6 %); 'even' gets 37 rows of each class wrong (accuracy 63 %, macro-F1 63 %)."""
+    labels = ("a", "b", "c")
+    n = 300
+    lumpy = correctness(n, [i for i in range(n) if i % 3 == 2])
+    even = correctness(n, [i for i in range(n) if i < 111])
+    return [
+        make_result("lumpy", "tiny-llama", lumpy, labels=labels),
+        make_result("even", "tiny-llama", even, labels=labels),
+    ]
+
+
+def test_the_task_metric_ranks_and_tests_the_cells():
+    from tasktune.evaluation.compare import resampled_macro_f1
+
+    results = _errors_concentrated_vs_spread()
+    by_acc = summarise(results)
+    by_f1 = summarise(results, metric="macro_f1")
+    assert by_acc.best_cell.route == "lumpy" and by_f1.best_cell.route == "even"
+    assert by_f1.metric == "macro_f1"
+    lumpy = by_f1.cell(cell_key("lumpy", "tiny-llama", "few"))
+    assert lumpy.macro_f1_mean == pytest.approx(5 / 9, abs=1e-6)
+    lo, hi = lumpy.score_ci("macro_f1")
+    assert lo < 5 / 9 < hi and lumpy.score_ci("accuracy") == lumpy.accuracy_ci95
+    vb = lumpy.versus_best
+    assert vb.test == "paired_bootstrap" and vb.difference == pytest.approx(
+        by_f1.best_cell.macro_f1_mean - lumpy.macro_f1_mean
+    )
+    assert vb.significantly_below and vb.p_holm < 0.05
+    # Under accuracy the same pair is tested by McNemar, and 'even' is the one below.
+    assert by_acc.cell(cell_key("even", "tiny-llama", "few")).versus_best.test == "mcnemar"
+    # The resampled F1 on the whole rows is the stored macro-F1.
+    y = np.array([i % 3 for i in range(300)])
+    preds = np.array([(i % 3 + (i % 3 == 2)) % 3 for i in range(300)])
+    assert resampled_macro_f1(y, preds, np.arange(300)[None], 3)[0] == pytest.approx(5 / 9)
+    again = Comparison.from_dict(by_f1.to_dict())
+    assert again == by_f1
+
+
+def test_recommendation_speaks_in_the_task_metric():
+    from tasktune.evaluation.recommend import recommend
+
+    rec = recommend(summarise(_errors_concentrated_vs_spread(), metric="macro_f1"))
+    assert rec.choice == cell_key("even", "tiny-llama", "few")
+    assert "63.0 % macro-F1 (95 % CI" in rec.reasons and "the best cell by macro-F1" in rec.reasons
+    assert "lumpy on tiny-llama (few) (-7.4 points" in rec.reasons  # significantly below, in F1 points

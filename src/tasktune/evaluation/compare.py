@@ -9,10 +9,12 @@ Statistics, and why:
   seed-averaged accuracy: each row's correctness is averaged over the cell's seeds first, then rows
   are resampled. It answers "how much would this number move on another test set of this size".
   The spread over seeds (training randomness) is reported separately as the std.
-* Every cell is compared with the best cell (highest mean accuracy) by the exact McNemar test on
-  per-example correctness, paired on the same test rows (see `_pair_with_best` for seeds), and the
-  p-values of all these comparisons are Holm-adjusted together: with eight routes, one of seven
-  unadjusted tests at 0.05 would come out "significant" by chance a third of the time.
+* Every cell is compared with the best cell (highest mean of the task's metric) on the same test
+  rows (see `_pair_with_best` for seeds): for accuracy by the exact McNemar test on per-example
+  correctness; for macro-F1, which is not a mean over examples, by a paired bootstrap of the F1
+  difference (rows resampled, both cells scored on the same resample). The p-values of all these
+  comparisons are Holm-adjusted together: with eight routes, one of seven unadjusted tests at 0.05
+  would come out "significant" by chance a third of the time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tasktune.evaluation.significance import holm_adjust, mcnemar_exact
 
 ALPHA = 0.05
 Pairing = Literal["seed_row", "majority_row"]
+Metric = Literal["accuracy", "macro_f1"]
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,11 @@ class VersusBest:
     n: int  # paired observations
     best_only: int  # best right, this cell wrong
     this_only: int  # this cell right, best wrong
-    difference: float  # best accuracy minus this cell's, over the paired observations (fraction)
-    p_value: float  # exact McNemar, unadjusted
+    difference: float  # best minus this cell in the compared metric, over the paired observations
+    p_value: float  # exact McNemar (accuracy) or paired bootstrap (macro-F1), unadjusted
     p_holm: float  # Holm-adjusted over all comparisons with the best
-    significantly_below: bool  # p_holm < alpha and the best wins more discordant pairs
+    significantly_below: bool  # p_holm < alpha and the best is ahead
+    test: str = "mcnemar"  # or "paired_bootstrap" (macro-F1)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,19 @@ class CellSummary:
     created: str  # newest result timestamp among the seeds (taken from the results)
     comparable: bool = True  # evaluated on the same test rows as the best cell
     versus_best: VersusBest | None = None
+    macro_f1_std: float | None = None  # over seeds, like accuracy_std
+    macro_f1_ci95: tuple[float, float] | None = None  # bootstrap over test rows of the seed mean
+
+    def score(self, metric: str = "accuracy") -> float:
+        return self.macro_f1_mean if metric == "macro_f1" else self.accuracy_mean
+
+    def score_std(self, metric: str = "accuracy") -> float | None:
+        return self.macro_f1_std if metric == "macro_f1" else self.accuracy_std
+
+    def score_ci(self, metric: str = "accuracy") -> tuple[float, float]:
+        if metric == "macro_f1" and self.macro_f1_ci95 is not None:
+            return self.macro_f1_ci95
+        return self.accuracy_ci95
 
     @property
     def display(self) -> str:
@@ -115,9 +133,10 @@ class CellSummary:
 
 @dataclass(frozen=True)
 class Comparison:
-    cells: tuple[CellSummary, ...]  # most accurate first, ties by key
+    cells: tuple[CellSummary, ...]  # best first by `metric`, ties by key
     best: str | None
     alpha: float = ALPHA
+    metric: Metric = "accuracy"  # the task's metric: what cells are ranked and tested on
     tasks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what was not compared or not read, and why
     failed: tuple[tuple[str, str], ...] = ()  # (cell, error) of cells that produced no result
@@ -152,7 +171,9 @@ class _CellData:
     rows: tuple[int, ...]
     labels: np.ndarray  # (N,)
     correct: dict[int, np.ndarray] = field(default_factory=dict)  # seed -> (N,) bool
+    preds: dict[int, np.ndarray] = field(default_factory=dict)  # seed -> (N,) predicted label
     mean_probs: np.ndarray | None = None  # (N, C) averaged over seeds
+    num_labels: int = 2
 
     def majority_correct(self) -> np.ndarray:
         # A row counts as right when most seeds get it right. An exact tie (possible with an even
@@ -161,6 +182,28 @@ class _CellData:
         ensemble = self.mean_probs.argmax(axis=1) == self.labels
         return np.where(votes == 0.5, ensemble, votes > 0.5)
 
+    def majority_preds(self) -> np.ndarray:
+        """One prediction per row for the macro-F1 test without shared seeds: the seed-averaged one."""
+        return self.mean_probs.argmax(axis=1)
+
+
+def resampled_macro_f1(labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_labels: int) -> np.ndarray:
+    """Macro-F1 (as compute_metrics defines it: every label counts, 0 where undefined) of ``preds``
+    on each row resample ``idx`` (S, N) at once: (S,)."""
+    S = idx.shape[0]
+    codes = labels[idx] * num_labels + preds[idx]  # (S, N)
+    offsets = (np.arange(S) * num_labels * num_labels)[:, None]
+    cm = np.bincount((codes + offsets).ravel(), minlength=S * num_labels * num_labels)
+    cm = cm.reshape(S, num_labels, num_labels).astype(np.float64)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return f1.mean(axis=1)
+
+
+def _bootstrap_idx(n: int, samples: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
 
 def summarise(
     results: Sequence[RunResult],
@@ -168,6 +211,7 @@ def summarise(
     alpha: float = ALPHA,
     failures: Sequence[Any] = (),
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+    metric: Metric = "accuracy",
 ) -> Comparison:
     """One CellSummary per (route, backbone, protocol), the best cell, and every other cell's paired,
     Holm-adjusted test against it. Deterministic: the same results give the same Comparison.
@@ -204,15 +248,20 @@ def summarise(
         notes.extend(cell_notes)
     empty = [k for k in empty if k not in data]
 
-    summaries.sort(key=lambda c: (-c.accuracy_mean, c.key))
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRIC_NAMES)}")
+    summaries.sort(key=lambda c: (-c.score(metric), c.key))
     best = summaries[0] if summaries else None
     if best is not None:
-        summaries, more_notes = _compare_with_best(summaries, best, data, signatures, alpha)
+        summaries, more_notes = _compare_with_best(
+            summaries, best, data, signatures, alpha, metric, bootstrap_samples
+        )
         notes.extend(more_notes)
     return Comparison(
         cells=tuple(summaries),
         best=best.key if best else None,
         alpha=alpha,
+        metric=metric,
         tasks=tuple(sorted({r.info.task for r in results})),
         notes=tuple(notes),
         failed=tuple(_failure(f) for f in failures),
@@ -246,13 +295,14 @@ def _summarise_cell(
         notes.append(f"{key}: seeds were scored on different test rows; using the {len(rows)} they share.")
     first = {rec.row: rec for rec in results[0].records}
     labels = np.array([first[row].label for row in rows], dtype=np.int64)
-    cell = _CellData(rows=rows, labels=labels)
+    cell = _CellData(rows=rows, labels=labels, num_labels=len(results[0].labels))
     probs_sum = None
     per_seed_metrics = []
     for seed, r in zip(seeds, results, strict=True):
         by_row = {rec.row: rec for rec in r.records}
         preds = np.array([by_row[row].pred for row in rows], dtype=np.int64)
         cell.correct[seed] = preds == labels
+        cell.preds[seed] = preds
         probs = np.array([by_row[row].probs for row in rows], dtype=np.float64)
         probs_sum = probs if probs_sum is None else probs_sum + probs
         per_seed_metrics.append(_seed_metrics(r, labels, probs))
@@ -262,6 +312,10 @@ def _summarise_cell(
     # Seed-averaged correctness per row, then resample rows: the CI is over test examples.
     per_row = np.stack([cell.correct[s] for s in seeds]).astype(np.float64).mean(axis=0)
     lo, hi = bootstrap_ci(per_row, samples=bootstrap_samples, seed=0)
+    # Macro-F1 of the seed mean, on the same kind of row resamples.
+    idx = _bootstrap_idx(len(rows), bootstrap_samples)
+    f1s = np.mean([resampled_macro_f1(labels, cell.preds[s], idx, cell.num_labels) for s in seeds], axis=0)
+    f1_per_seed = [m["macro_f1"] for m in per_seed_metrics]
     best_seed_idx = int(np.argmax(accs))  # argmax takes the first on ties
     best_seed = seeds[best_seed_idx]
     num_labels = len(results[0].labels)
@@ -289,7 +343,9 @@ def _summarise_cell(
         accuracy_std=float(accs.std(ddof=1)) if len(seeds) > 1 else None,
         accuracy_per_seed=tuple(float(a) for a in accs),
         accuracy_ci95=(lo, hi),
-        macro_f1_mean=float(np.mean([m["macro_f1"] for m in per_seed_metrics])),
+        macro_f1_mean=float(np.mean(f1_per_seed)),
+        macro_f1_std=float(np.std(f1_per_seed, ddof=1)) if len(seeds) > 1 else None,
+        macro_f1_ci95=(float(np.quantile(f1s, 0.025)), float(np.quantile(f1s, 0.975))),
         ece_mean=float(np.mean([m["ece"] for m in per_seed_metrics])),
         nll_mean=_mean_or_none([m.get("nll") for m in per_seed_metrics]),
         cost=_cost(results),
@@ -380,12 +436,34 @@ def _pair_with_best(
     return best.majority_correct(), other.majority_correct(), "majority_row", ()
 
 
+def _f1_test(best: _CellData, other: _CellData, shared: tuple[int, ...], samples: int) -> tuple[float, float]:
+    """(difference, two-sided p) of macro-F1, best minus other, by a paired bootstrap over test rows:
+    both cells are scored on the same resamples (averaged over the shared seeds, or on the
+    seed-averaged predictions when they share none), and p is twice the smaller tail of the
+    resampled differences around 0."""
+    a = [best.preds[s] for s in shared] or [best.majority_preds()]
+    b = [other.preds[s] for s in shared] or [other.majority_preds()]
+    n, y, k = len(best.labels), best.labels, best.num_labels
+
+    def mean_f1(preds: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
+        return np.mean([resampled_macro_f1(y, x, idx, k) for x in preds], axis=0)
+
+    whole = np.arange(n)[None]
+    observed = float(mean_f1(a, whole)[0] - mean_f1(b, whole)[0])
+    idx = _bootstrap_idx(n, samples, seed=1)
+    diff = mean_f1(a, idx) - mean_f1(b, idx)
+    p = min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
+    return observed, p
+
+
 def _compare_with_best(
     summaries: list[CellSummary],
     best: CellSummary,
     data: dict[str, _CellData],
     signatures: dict[str, tuple],
     alpha: float,
+    metric: str = "accuracy",
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
 ) -> tuple[list[CellSummary], list[str]]:
     notes: list[str] = []
     tests: dict[str, tuple[np.ndarray, np.ndarray, Pairing, tuple[int, ...], Any]] = {}
@@ -399,8 +477,12 @@ def _compare_with_best(
             )
             continue
         a, b, pairing, shared = _pair_with_best(data[best.key], data[c.key], c.protocol == best.protocol)
-        tests[c.key] = (a, b, pairing, shared, mcnemar_exact(a, b))
-    adjusted = dict(zip(tests, holm_adjust([t[4].p_value for t in tests.values()]), strict=True))
+        res = mcnemar_exact(a, b)
+        diff, p = float(a.mean() - b.mean()), res.p_value
+        if metric == "macro_f1":
+            diff, p = _f1_test(data[best.key], data[c.key], shared, bootstrap_samples)
+        tests[c.key] = (diff, p, pairing, shared, res)
+    adjusted = dict(zip(tests, holm_adjust([t[1] for t in tests.values()]), strict=True))
     out = []
     for c in summaries:
         if c.key == best.key:
@@ -408,8 +490,9 @@ def _compare_with_best(
         elif c.key not in tests:
             out.append(replace(c, comparable=False))
         else:
-            a, b, pairing, shared, res = tests[c.key]
+            diff, p, pairing, shared, res = tests[c.key]
             p_holm = adjusted[c.key]
+            ahead = res.a_only > res.b_only if metric == "accuracy" else diff > 0
             versus = VersusBest(
                 best=best.key,
                 pairing=pairing,
@@ -417,10 +500,11 @@ def _compare_with_best(
                 n=res.n,
                 best_only=res.a_only,
                 this_only=res.b_only,
-                difference=float(a.mean() - b.mean()),
-                p_value=res.p_value,
+                difference=diff,
+                p_value=p,
                 p_holm=p_holm,
-                significantly_below=p_holm < alpha and res.a_only > res.b_only,
+                significantly_below=p_holm < alpha and ahead,
+                test="mcnemar" if metric == "accuracy" else "paired_bootstrap",
             )
             out.append(replace(c, versus_best=versus))
     return out, notes
@@ -447,6 +531,7 @@ def _comparison_from_dict(data: dict[str, Any]) -> Comparison:
                     "labels": tuple(c["labels"]),
                     "accuracy_per_seed": tuple(c["accuracy_per_seed"]),
                     "accuracy_ci95": tuple(c["accuracy_ci95"]),
+                    "macro_f1_ci95": tuple(c["macro_f1_ci95"]) if c.get("macro_f1_ci95") else None,
                     "confusion": tuple(tuple(r) for r in c["confusion"]),
                 },
                 cost=cost,
@@ -458,6 +543,7 @@ def _comparison_from_dict(data: dict[str, Any]) -> Comparison:
         cells=tuple(cells),
         best=data["best"],
         alpha=data["alpha"],
+        metric=data.get("metric", "accuracy"),
         tasks=tuple(data["tasks"]),
         notes=tuple(data["notes"]),
         failed=tuple(tuple(f) for f in data["failed"]),

@@ -10,8 +10,12 @@ Rule, in order:
    max_trainable_params, artifact bytes <= max_artifact_bytes, labelled examples used <= label_budget
    (zero-shot uses none; other protocols are checked only where the count is known); a constraint on
    a figure that was never measured (latency of old results) is not met: it cannot be shown to be;
-3. among them, those not significantly below the best cell (Holm-adjusted McNemar, see compare.py);
-4. the cheapest of those by (trainable parameters, artifact bytes, latency p50), then accuracy.
+3. among them, those not significantly below the best cell (Holm-adjusted McNemar for accuracy, a
+   paired bootstrap for macro-F1, see compare.py);
+4. the cheapest of those by (trainable parameters, artifact bytes, latency p50), then the metric.
+
+"Best", "above the baseline" and every figure in the paragraph are in the task's metric
+(``Comparison.metric``: accuracy or macro-F1).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from tasktune.evaluation.compare import CellSummary, Comparison
+from tasktune.evaluation.compare import METRIC_NAMES, CellSummary, Comparison
 from tasktune.evaluation.formatting import format_bytes, format_count, format_ms, format_p, format_ratio, pct
 
 Status = Literal["ok", "constraints_unmet", "baseline_only", "no_results"]
@@ -71,6 +75,7 @@ def recommend(
     """`constraints`: a task's Constraints, a mapping with the same fields, or None.
     `protocol_label_count`: labelled examples a non-zero-shot cell uses, one number or per protocol."""
     limits = _limits(constraints)
+    m = comparison.metric
     cells = list(comparison.cells)
     failed_text = _failed_text(comparison)
     if not cells:
@@ -80,10 +85,10 @@ def recommend(
     routes = [c for c in cells if not c.is_baseline]
     # A route that does no better than always answering the most frequent label is not an adaptation
     # worth having, however cheap: it never counts as "not significantly below the best".
-    eligible = [c for c in routes if baseline is None or c.accuracy_mean > baseline.accuracy_mean]
+    eligible = [c for c in routes if baseline is None or c.score(m) > baseline.score(m)]
     if not eligible:
         if routes:
-            floor = f" ({pct(baseline.accuracy_mean)} % accuracy)" if baseline else ""
+            floor = f" ({pct(baseline.score(m))} % {METRIC_NAMES[m]})" if baseline else ""
             reasons = (
                 f"No route scores above the majority baseline{floor}; nothing is recommended. "
                 "Check the labels and the data, or try another route or backbone." + failed_text
@@ -91,7 +96,7 @@ def recommend(
             return Recommendation(None, "baseline_only", reasons, warning="no route beats the baseline")
         reasons = (
             "Only the majority baseline has results"
-            + (f" ({pct(baseline.accuracy_mean)} % accuracy)" if baseline else "")
+            + (f" ({pct(baseline.score(m))} % {METRIC_NAMES[m]})" if baseline else "")
             + "; it is never recommended. Run a route that learns from the task."
             + failed_text
         )
@@ -116,24 +121,24 @@ def recommend(
         warning = "no cell meets the constraints; recommending the most accurate one anyway"
         reasons = (
             f"No cell meets the task's constraints ({ruled}). Recommending the most accurate cell anyway, "
-            f"{choice.display} at {_acc(choice)}, with a warning: relax a constraint or try a smaller "
-            f"route or backbone." + _baseline_text(baseline) + failed_text
+            f"{choice.display} at {_acc(choice, m)}, with a warning: relax a constraint or try a smaller "
+            f"route or backbone." + _baseline_text(baseline, m) + failed_text
         )
         return Recommendation(choice.key, "constraints_unmet", reasons, warning=warning, **common)
 
     candidates = [c for c in meeting if c.key == best.key or _not_below(c)]
     fallback = not candidates
     # Where every feasible cell is worse than the (infeasible) best, take the most accurate feasible one.
-    choice = meeting[0] if fallback else min(candidates, key=_cost_key)
-    parts = [f"Recommended: {choice.display}, {_acc(choice)}."]
-    parts.append(_versus_best_text(choice, best, candidates, fallback))
+    choice = meeting[0] if fallback else min(candidates, key=lambda c: _cost_key(c, m))
+    parts = [f"Recommended: {choice.display}, {_acc(choice, m)}."]
+    parts.append(_versus_best_text(choice, best, candidates, fallback, m))
     parts.append(_constraints_text(limits, excluded, violations, eligible))
     parts.append(_below_text(comparison, tuple(k for k in below if k != choice.key)))
     if not_compared:
         n = len(not_compared)
         parts.append(f"{n} cell{'s were' if n > 1 else ' was'} scored on other test rows and not compared.")
     parts.append(_label_budget_note(limits, eligible, protocol_label_count))
-    reasons = " ".join(p for p in parts if p) + _baseline_text(baseline) + failed_text
+    reasons = " ".join(p for p in parts if p) + _baseline_text(baseline, m) + failed_text
     warning = (
         "every cell that meets the constraints is significantly below the best cell" if fallback else None
     )
@@ -203,9 +208,9 @@ def _reason(name: str, figure: str, limits: dict[str, float | None]) -> str:
     return f"{figure} ({name}={limit})" if "not measured" in figure else f"{figure} > {name}={limit}"
 
 
-def _cost_key(c: CellSummary) -> tuple:
+def _cost_key(c: CellSummary, metric: str = "accuracy") -> tuple:
     latency = c.cost.latency_p50_ms if c.cost.latency_p50_ms is not None else math.inf
-    return (c.cost.trainable_parameters, c.cost.artifact_bytes, latency, -c.accuracy_mean, c.key)
+    return (c.cost.trainable_parameters, c.cost.artifact_bytes, latency, -c.score(metric), c.key)
 
 
 def _not_below(c: CellSummary) -> bool:
@@ -215,17 +220,24 @@ def _not_below(c: CellSummary) -> bool:
 # --- the paragraph ---------------------------------------------------------------------------------
 
 
-def _acc(c: CellSummary) -> str:
-    lo, hi = c.accuracy_ci95
-    std = f" ± {pct(c.accuracy_std)}" if c.accuracy_std is not None else ""
+def _acc(c: CellSummary, metric: str = "accuracy") -> str:
+    lo, hi = c.score_ci(metric)
+    sd = c.score_std(metric)
+    std = f" ± {pct(sd)}" if sd is not None else ""
     seeds = f" over {len(c.seeds)} seeds" if len(c.seeds) > 1 else ""
-    return f"{pct(c.accuracy_mean)}{std} % accuracy{seeds} (95 % CI {pct(lo)}–{pct(hi)})"
+    return f"{pct(c.score(metric))}{std} % {METRIC_NAMES[metric]}{seeds} (95 % CI {pct(lo)}–{pct(hi)})"
 
 
 def _test_text(c: CellSummary) -> str:
     vb = c.versus_best
     if vb is None:
         return ""
+    if vb.test == "paired_bootstrap":
+        rows = "shared seeds" if vb.pairing == "seed_row" else "seed-averaged predictions"
+        return (
+            f"paired bootstrap of macro-F1 {format_p(vb.p_value)}, Holm-adjusted {format_p(vb.p_holm)}, "
+            f"over test rows ({rows})"
+        )
     unit = "(seed, example) pairs" if vb.pairing == "seed_row" else "examples, majority over seeds"
     return f"McNemar {format_p(vb.p_value)}, Holm-adjusted {format_p(vb.p_holm)}, on {vb.n:,} {unit}"
 
@@ -250,23 +262,25 @@ def _cost_text(choice: CellSummary, best: CellSummary) -> str:
 
 
 def _versus_best_text(
-    choice: CellSummary, best: CellSummary, candidates: list[CellSummary], fallback: bool
+    choice: CellSummary, best: CellSummary, candidates: list[CellSummary], fallback: bool, m: str = "accuracy"
 ) -> str:
     if choice.key == best.key:
         cheaper = [c for c in candidates if c.key != best.key]
-        text = "It is the most accurate cell"
+        text = (
+            "It is the most accurate cell" if m == "accuracy" else f"It is the best cell by {METRIC_NAMES[m]}"
+        )
         if not cheaper:
             return text + "; every cheaper cell that meets the constraints is significantly below it."
         return text + " and the cheapest of the cells not significantly below it."
-    gap = (best.accuracy_mean - choice.accuracy_mean) * 100
+    gap = (best.score(m) - choice.score(m)) * 100
     if fallback:
         return (
-            f"It is {gap:.1f} points below the best cell, {best.display}, at {pct(best.accuracy_mean)} % "
+            f"It is {gap:.1f} points below the best cell, {best.display}, at {pct(best.score(m))} % "
             f"({_test_text(choice)}), which is ruled out by a constraint; every cell that meets the "
             f"constraints is significantly below it, and this is the most accurate of them."
         )
     return (
-        f"It is within {gap:.1f} points of the best cell, {best.display}, at {pct(best.accuracy_mean)} % "
+        f"It is within {gap:.1f} points of the best cell, {best.display}, at {pct(best.score(m))} % "
         f"({_test_text(choice)}), {_cost_text(choice, best)}; chosen as the cheapest (trainable parameters, "
         f"then artifact bytes, then latency) of {_cells_that(len(candidates))} the constraints and "
         f"{'are' if len(candidates) > 1 else 'is'} not significantly below the best."
@@ -308,7 +322,7 @@ def _below_text(comparison: Comparison, below: tuple[str, ...]) -> str:
     for key in below:
         c = comparison.cell(key)
         vb = c.versus_best
-        gap = (comparison.best_cell.accuracy_mean - c.accuracy_mean) * 100
+        gap = (comparison.best_cell.score(comparison.metric) - c.score(comparison.metric)) * 100
         items.append(f"{c.display} (-{gap:.1f} points, {format_p(vb.p_holm)})")
     n = len(below)
     return (
@@ -329,8 +343,10 @@ def _label_budget_note(limits: dict, eligible: list[CellSummary], count: LabelCo
     )
 
 
-def _baseline_text(baseline: CellSummary | None) -> str:
-    return f" The majority baseline scores {pct(baseline.accuracy_mean)} %." if baseline else ""
+def _baseline_text(baseline: CellSummary | None, metric: str = "accuracy") -> str:
+    if baseline is None:
+        return ""
+    return f" The majority baseline scores {pct(baseline.score(metric))} % {METRIC_NAMES[metric]}."
 
 
 def _failed_text(comparison: Comparison) -> str:

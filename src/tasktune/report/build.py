@@ -64,7 +64,9 @@ def label_counts(run: RunFolder, protocols: set[str]) -> dict[str, int | None]:
 
 
 def analyse(run: RunFolder, failures: Sequence[Any] = ()) -> ReportData:
-    comparison = summarise(run.results, failures=failures)
+    # The task's metric ranks and tests the cells (run.json keeps the task as it was run).
+    metric = (run.task or {}).get("metric") or "accuracy"
+    comparison = summarise(run.results, failures=failures, metric=metric)
     counts = label_counts(run, {c.protocol for c in comparison.cells})
     recommendation = recommend(comparison, run.constraints, counts)
     created = sorted(r.info.created for r in run.results)

@@ -13,7 +13,7 @@ from html import escape
 from tasktune import __version__
 from tasktune.report.figures import ReportFigure
 from tasktune.report.model import ReportData
-from tasktune.report.table import COLUMNS, TABLE_LEGEND, TEXT_COLUMNS, table_rows
+from tasktune.report.table import COLUMNS, TEXT_COLUMNS, table_legend, table_rows
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
@@ -82,7 +82,7 @@ def _table(data: ReportData) -> str:
     return (
         f'<div class="tablewrap"><table id="results-table"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
-        f'<p class="legend">{escape(TABLE_LEGEND)}</p>'
+        f'<p class="legend">{escape(table_legend(data.comparison.metric))}</p>'
     )
 
 

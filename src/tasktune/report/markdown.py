@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tasktune.report.figures import ReportFigure
 from tasktune.report.model import ReportData
-from tasktune.report.table import COLUMNS, TABLE_LEGEND, TEXT_COLUMNS, table_rows
+from tasktune.report.table import COLUMNS, TEXT_COLUMNS, table_legend, table_rows
 
 
 def _md(text: str) -> str:
@@ -35,7 +35,7 @@ def render_markdown(data: ReportData, main: list[ReportFigure], confusions: list
         if row.recommended:
             values[0] = f"**{values[0]}** ★"
         lines.append("| " + " | ".join(values) + " |")
-    lines += ["", _md(TABLE_LEGEND) + " ★ recommended.", ""]
+    lines += ["", _md(table_legend(data.comparison.metric)) + " ★ recommended.", ""]
     if data.notes:
         lines += ["## Notes", ""] + [f"- {_md(n)}" for n in data.notes] + [""]
     lines += ["## Figures", ""]

@@ -100,3 +100,13 @@ TABLE_LEGEND = (
     f"{BELOW_MARK} significantly below the best (adjusted p < 0.05); fit s: mean training time per seed; "
     "ex/s: batched inference throughput; p50/p95: single-example latency; peak MB: most over seeds."
 )
+
+
+def table_legend(metric: str = "accuracy") -> str:
+    """The legend for a comparison ranked by the task's metric (macro-F1 changes the test behind p)."""
+    if metric != "macro_f1":
+        return TABLE_LEGEND
+    return "Cells are ranked by macro-F1, the task's metric. " + TABLE_LEGEND.replace(
+        "p vs best: exact McNemar against the best cell",
+        "p vs best: paired bootstrap of the macro-F1 difference with the best cell",
+    )

@@ -47,6 +47,7 @@ def checkpointed(config: TrainConfig, n_train: int, work_dir: Path | None) -> tu
 def training_summary(options: BaseModel, result: TrainResult) -> dict[str, Any]:
     return {
         "options": options.model_dump(mode="json"),
+        "selected_on": result.metric,  # the dev metric the best step was chosen by (the task's)
         "best_step": result.best_step,
         "best_dev": result.best_metrics,
         **result.extra,  # route-specific figures, e.g. the dev score after WiSE-FT interpolation
@@ -100,5 +101,16 @@ def mean_calibration_offset(
 
 
 def dev_accuracy(probs: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:
-    """The metric every trained route's ``evaluate`` reports to the loop."""
-    return {"accuracy": float((probs.argmax(1) == np.array([e.label for e in examples])).mean())}
+    """What every trained route's ``evaluate`` reports to the loop: accuracy and macro-F1 (the loop
+    selects on the one the task names, see :func:`for_task`)."""
+    from tasktune.evaluation.metrics import confusion_matrix, per_class_prf
+
+    y = np.array([e.label for e in examples])
+    pred = probs.argmax(1)
+    f1 = per_class_prf(confusion_matrix(y, pred, probs.shape[1]))[2]
+    return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1.mean())}
+
+
+def for_task(config: TrainConfig, metric: str) -> TrainConfig:
+    """The training config selecting (best checkpoint, early stopping) on the task's metric."""
+    return config if config.metric == metric else config.model_copy(update={"metric": metric})

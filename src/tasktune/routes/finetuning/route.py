@@ -22,7 +22,7 @@ from tasktune.routes.finetuning.classifier import FinetunedClassifier
 from tasktune.routes.finetuning.config import FinetuneOptions, default_options
 from tasktune.routes.overrides import apply_overrides
 from tasktune.routes.registry import register_route
-from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, training_summary
+from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, for_task, training_summary
 from tasktune.training import train
 
 CALIBRATION_TEXTS = 128  # unlabelled training texts for the starting calibration (prompt-based)
@@ -40,7 +40,7 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     start = None
     if options.interpolate < 1:
         start = {name: p.detach().clone() for name, p in clf.parameters()}  # after calibration
-    config, resume = checkpointed(options.train, len(ctx.train), ctx.work_dir)
+    config, resume = checkpointed(for_task(options.train, ctx.task.metric), len(ctx.train), ctx.work_dir)
     result = train(clf, ctx.train, dev, config, ctx.backbone.device, progress=progress, **resume)
     trained = sum(p.numel() for _, p in clf.parameters())  # counted before finish() freezes them
     if start is not None:

@@ -22,7 +22,7 @@ from tasktune.routes.prompt_tuning.config import PromptTuningOptions, default_op
 from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_label_logits, deep_to_peft
 from tasktune.routes.registry import register_route
-from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, training_summary
+from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, for_task, training_summary
 from tasktune.task.data import Example
 from tasktune.training import train
 
@@ -46,7 +46,9 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
         # Start from the calibrated zero-shot prompt, as prompt-based fine-tuning does.
         trainable.calibrate(dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, seed))
     config, resume = checkpointed(
-        options.train.model_copy(update={"seed": seed}), len(ctx.train), ctx.work_dir
+        for_task(options.train, ctx.task.metric).model_copy(update={"seed": seed}),
+        len(ctx.train),
+        ctx.work_dir,
     )
     dev = dev_sample(ctx.dev, DEV_LIMIT, seed)
     result = train(trainable, ctx.train, dev, config, b.device, progress=progress, **resume)
