@@ -157,3 +157,21 @@ def test_every_kind_has_a_documented_convention():
 
     for kind in KINDS:
         assert f"``{kind}``" in manifest.__doc__
+
+
+def test_the_database_url_comes_from_the_environment_for_every_command(tmp_path, monkeypatch):
+    shared = tmp_path / "elsewhere" / "meta.db"
+    shared.parent.mkdir()
+    monkeypatch.setenv("TASKTUNE_REGISTRY_URL", f"sqlite:///{shared}")
+    with Registry(tmp_path / "reg") as reg:
+        version = save_prompt(reg)
+    assert shared.is_file() and not (tmp_path / "reg" / "registry.db").exists()
+    with Registry(tmp_path / "reg") as reg:  # another process, same variable: the same versions
+        assert [v.version for v in reg.list("sentiment")] == [version]
+
+
+def test_an_unusable_database_url_is_one_message_without_the_password(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKTUNE_REGISTRY_URL", "nosuchdialect://user:s3cret@db.example/tasktune")
+    with pytest.raises(RegistryError, match=r"\$TASKTUNE_REGISTRY_URL \(nosuchdialect://user:\*\*\*@") as err:
+        Registry(tmp_path / "reg")
+    assert "s3cret" not in str(err.value)

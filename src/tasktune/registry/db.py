@@ -75,6 +75,16 @@ def _setup_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def redact(url: str) -> str:
+    """The URL as it may be printed: any password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even parseable: print nothing of it but its scheme
+        return url.split(":", 1)[0] + ":…"
+
+
 def make_engine(url: str) -> Engine:
     is_sqlite = url.startswith("sqlite")
     connect_args = {"timeout": BUSY_TIMEOUT_S} if is_sqlite else {}

@@ -52,6 +52,10 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULT_ROOT = "./tasktune-registry"
+# The metadata database for every command (run, serve, prompt, registry): e.g. a PostgreSQL URL shared
+# by several machines, postgresql+psycopg://user@host/tasktune (its driver installed). Artifact files
+# stay under the registry folder either way. Unset: <root>/registry.db (SQLite).
+URL_ENV = "TASKTUNE_REGISTRY_URL"
 # Installed versions cannot change under a running process; asking importlib.metadata on every
 # save would cost more than writing a small artifact.
 _installed_versions = lru_cache(maxsize=1)(package_versions)
@@ -66,8 +70,14 @@ class Registry:
             safe_join(self.root, sub).mkdir(parents=True, exist_ok=True)
         self.artifacts_dir = safe_join(self.root, "artifacts")
         self.tmp_dir = safe_join(self.root, "tmp")
-        self.url = url or f"sqlite:///{self.root / 'registry.db'}"
-        self.engine = db.make_engine(self.url)
+        self.url = url or os.environ.get(URL_ENV) or f"sqlite:///{self.root / 'registry.db'}"
+        try:
+            self.engine = db.make_engine(self.url)
+        except Exception as err:  # a bad URL, a missing driver, a server that does not answer
+            where = f"${URL_ENV}" if url is None and os.environ.get(URL_ENV) else "the registry URL"
+            raise RegistryError(
+                f"cannot open the registry database at {where} ({db.redact(self.url)}): {err}"
+            ) from err
 
     def close(self) -> None:
         self.engine.dispose()
