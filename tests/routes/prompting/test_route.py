@@ -106,3 +106,39 @@ def test_search_scores_a_bounded_sample_of_held_out_train(task, tiny_llama, monk
     assert scored and all(n == len(DEV) + 10 for n in scored)
     picked = search_module.stratified_sample(train, 10, 13, 2)
     assert [e.label for e in picked].count(0) == 5 and picked == sorted(picked, key=lambda e: e.row)
+
+
+def test_a_macro_f1_task_chooses_prompts_by_macro_f1(task):
+    """Of two candidates, the one with more right answers but a whole class missed loses to the one
+    that answers both classes, and the switch away from the zero-shot prompt is tested on macro-F1."""
+    from tasktune.routes.prompting.search import Trial, choose
+
+    default = zero_shot_config(task, has_unlabelled=False)
+    other = default.model_copy(update={"cue": "Overall:"})
+    y = [0] * 90 + [1] * 10
+
+    def trial(config, preds):
+        right = {i: p == t for i, (t, p) in enumerate(zip(y, preds, strict=True))}
+        f1 = np.mean(
+            [
+                2
+                * sum(t == p == c for t, p in zip(y, preds, strict=True))
+                / max(1, sum(t == c for t in y) + sum(p == c for p in preds))
+                for c in (0, 1)
+            ]
+        )
+        preds_by_row = {i: (t, p) for i, (t, p) in enumerate(zip(y, preds, strict=True))}
+        acc = float(np.mean(list(right.values())))
+        return Trial(config, acc, 0.5, right, dev_macro_f1=float(f1), preds=preds_by_row, metric="macro_f1")
+
+    always_zero = trial(default, [0] * 100)  # 90 % accuracy, macro-F1 47 %
+    balanced = trial(other, [0] * 75 + [1] * 15 + [1] * 10)  # 85 % accuracy, macro-F1 ~77 %
+    best, decision = choose([always_zero, balanced], default, alpha=0.1)
+    assert best is balanced and not decision["kept_default"]
+    assert "paired bootstrap of macro-F1" in decision["reason"]
+    accuracy_best, _ = choose(
+        [Trial(t.config, t.dev_accuracy, t.dev_nll, t.correct) for t in (always_zero, balanced)],
+        default,
+        alpha=0.1,
+    )
+    assert accuracy_best.config == default  # by accuracy the zero-shot prompt is ahead

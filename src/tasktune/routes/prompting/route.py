@@ -129,7 +129,9 @@ class PromptingRoute:
         else:
             dev = stratified_sample(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed, ctx.task.num_labels)
             unl = [Example(t, 0) for t in _sample(ctx.unlabelled, SEARCH_UNLABELLED, ctx.seed)]
-            result = search(ctx.backbone, ctx.task, ctx.train, dev, unl, seed=ctx.seed)
+            result = search(
+                ctx.backbone, ctx.task, ctx.train, dev, unl, seed=ctx.seed, metric=ctx.task.metric
+            )
             config = result.best
             search_summary = result.table()[:10]
             decision = result.decision

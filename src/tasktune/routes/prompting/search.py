@@ -18,6 +18,7 @@ import torch
 
 from tasktune.backbones.loading import Backbone
 from tasktune.errors import DataError
+from tasktune.evaluation.metrics import confusion_matrix, per_class_prf
 from tasktune.routes.prompting import calibration
 from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
@@ -70,9 +71,12 @@ class Trial:
     dev_accuracy: float
     dev_nll: float
     correct: dict[int, bool] = field(default_factory=dict, repr=False)  # example row → right?
+    dev_macro_f1: float = 0.0
+    preds: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)  # row → (label, pred)
+    metric: str = "accuracy"  # the task's: what key() ranks by
 
     def key(self) -> tuple[float, float]:
-        return (self.dev_accuracy, -self.dev_nll)
+        return (self.dev_macro_f1 if self.metric == "macro_f1" else self.dev_accuracy, -self.dev_nll)
 
 
 @dataclass
@@ -91,6 +95,7 @@ class SearchResult:
                 "words": t.config.label_words,
                 "calibration": t.config.calibration,
                 "dev_accuracy": round(t.dev_accuracy, 4),
+                "dev_macro_f1": round(t.dev_macro_f1, 4),
                 "dev_nll": round(t.dev_nll, 4),
             }
             for t in sorted(self.trials, key=Trial.key, reverse=True)
@@ -130,6 +135,7 @@ def search(
     select_on_train: bool = True,
     held_out_limit: int = 200,
     switch_alpha: float = 0.1,
+    metric: str = "accuracy",
 ) -> SearchResult:
     """``select_on_train``: also score each candidate on the training examples it does not show as
     demonstrations. Those are held out for that candidate, and with K=16 they double the selection
@@ -189,16 +195,26 @@ def search(
                         "name": f"{config.name}/{set_name}",
                     }
                 )
-                right = probs.argmax(1) == y
+                pred = probs.argmax(1)
+                right = pred == y
+                f1 = per_class_prf(confusion_matrix(y, pred, task.num_labels))[2].mean()
                 trials.append(
-                    Trial(chosen, acc, nll, {e.row: bool(r) for e, r in zip(evaluated, right, strict=True)})
+                    Trial(
+                        chosen,
+                        acc,
+                        nll,
+                        {e.row: bool(r) for e, r in zip(evaluated, right, strict=True)},
+                        dev_macro_f1=float(f1),
+                        preds={e.row: (int(t), int(q)) for e, t, q in zip(evaluated, y, pred, strict=True)},
+                        metric=metric,
+                    )
                 )
     default = zero_shot_config(task, has_unlabelled=bool(unlabelled)).model_copy(
         update={"chat": has_chat, "demos_per_class": 0, "seed": seed}
     )
     if not trials:
         raise DataError("no prompt candidate fits the backbone: " + "; ".join(skipped[:3]))
-    best, decision = choose(trials, default, alpha=switch_alpha)
+    best, decision = choose(trials, default, alpha=switch_alpha, num_labels=task.num_labels)
     decision["skipped"] = skipped
     log.info("prompt search: %s", decision["reason"])
     return SearchResult(best.config, trials, decision)
@@ -211,11 +227,15 @@ def _same_prompt(a: PromptConfig, b: PromptConfig) -> bool:
     )
 
 
-def choose(trials: list[Trial], default: PromptConfig, *, alpha: float) -> tuple[Trial, dict]:
-    """The best trial on the selection data — but the zero-shot prompt stays unless the best beats
-    it with McNemar p < ``alpha`` on the examples both were scored on. With 32–64 selection examples
-    the top of a 100-trial search is mostly luck; switching only on evidence keeps few-shot from
-    doing worse than zero-shot (what it does when it picks by raw accuracy)."""
+def choose(
+    trials: list[Trial], default: PromptConfig, *, alpha: float, num_labels: int = 2
+) -> tuple[Trial, dict]:
+    """The best trial on the selection data (by the task's metric) — but the zero-shot prompt stays
+    unless the best beats it with p < ``alpha`` on the examples both were scored on (McNemar on
+    correctness for accuracy, a paired bootstrap of the difference for macro-F1). With 32–64
+    selection examples the top of a 100-trial search is mostly luck; switching only on evidence keeps
+    few-shot from doing worse than zero-shot (what it does when it picks by raw accuracy)."""
+    from tasktune.evaluation.compare import resampled_macro_f1
     from tasktune.evaluation.significance import mcnemar_exact
 
     best = max(trials, key=Trial.key)
@@ -225,19 +245,29 @@ def choose(trials: list[Trial], default: PromptConfig, *, alpha: float) -> tuple
     rows = sorted(set(best.correct) & set(base.correct))
     a = np.array([best.correct[r] for r in rows])
     b = np.array([base.correct[r] for r in rows])
-    p = mcnemar_exact(a, b).p_value
-    gain = float(a.mean() - b.mean())
+    p, gain, test = mcnemar_exact(a, b).p_value, float(a.mean() - b.mean()), "McNemar"
+    if best.metric == "macro_f1":
+        y = np.array([best.preds[r][0] for r in rows])
+        pa, pb = (np.array([t.preds[r][1] for r in rows]) for t in (best, base))
+        idx = np.random.default_rng(0).integers(0, len(rows), size=(2000, len(rows)))
+        whole = np.arange(len(rows))[None]
+        gain = float(
+            resampled_macro_f1(y, pa, whole, num_labels)[0] - resampled_macro_f1(y, pb, whole, num_labels)[0]
+        )
+        diff = resampled_macro_f1(y, pa, idx, num_labels) - resampled_macro_f1(y, pb, idx, num_labels)
+        p = min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
+        test = "paired bootstrap of macro-F1"
     if gain > 0 and p < alpha:
         return best, {
             "kept_default": False,
             "p_value": p,
             "gain": gain,
-            "reason": f"{best.config.name} beats the zero-shot prompt by {gain:+.1%} (McNemar p={p:.3g})",
+            "reason": f"{best.config.name} beats the zero-shot prompt by {gain:+.1%} ({test} p={p:.3g})",
         }
     return base, {
         "kept_default": True,
         "p_value": p,
         "gain": gain,
         "reason": f"kept the zero-shot prompt: the best candidate {best.config.name} is {gain:+.1%} "
-        f"(McNemar p={p:.3g} ≥ {alpha}) on {len(rows)} examples",
+        f"({test} p={p:.3g} ≥ {alpha}) on {len(rows)} examples",
     }
