@@ -30,6 +30,16 @@ def test_sigterm_drains_in_flight_requests_then_exits(tmp_path):
             time.sleep(0.4)  # they are queued or running (each batch takes 1 s)
             stopped_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            # While those drain, a new request is refused (the listening socket is closed, or 503).
+            assert not all(f.done() for f in in_flight)
+            try:
+                late = httpx.post(
+                    f"{base}/v1/predict", json={"task": "sentiment", "texts": ["late"]}, timeout=5
+                ).status_code
+            except httpx.TransportError:
+                late = "refused"
+            assert late in ("refused", 503)
             codes = [f.result() for f in in_flight]
         assert codes == [200, 200, 200]
         proc.wait(timeout=20)
