@@ -70,6 +70,8 @@ def serve(
     shutdown_grace_s: float = _opt("shutdown_grace_s", "--shutdown-grace-s", "Drain time on SIGTERM."),
 ) -> None:
     """Serve adaptations: predictions, feedback, monitoring, A/B tests and a dashboard at /."""
+    # Every flag named as its setting goes through unchanged (tests check each setting has one).
+    flags = {name: value for name, value in locals().items() if name in _FIELDS}
     import uvicorn
 
     from tasktune.serving.app import create_app
@@ -84,30 +86,12 @@ def serve(
         mapping[name] = where
     try:
         settings = ServeSettings(
-            registry=registry,
-            tasks=tuple(t.strip() for t in tasks.split(",") if t.strip()),
-            backbones=mapping,
-            device=device,
-            allow_hub=allow_hub,
-            host=host,
-            port=port,
-            admin_token=token,
-            max_texts=max_texts,
-            max_text_chars=max_text_chars,
-            max_payload_bytes=max_payload_bytes,
-            max_batch=max_batch,
-            batch_wait_ms=batch_wait_ms,
-            queue_rows=queue_rows,
-            deadline_ms=deadline_ms,
-            retry_after_s=retry_after_s,
-            prefix_cache_mb=prefix_cache_mb,
-            log_db=log_db,
-            log_predictions=log_predictions,
-            drift_window=drift_window,
-            drift_alpha=drift_alpha,
-            drift_min_live=drift_min_live,
-            warmup=warmup,
-            shutdown_grace_s=shutdown_grace_s,
+            **{
+                **flags,
+                "tasks": tuple(t.strip() for t in tasks.split(",") if t.strip()),
+                "backbones": mapping,
+                "admin_token": token,
+            }
         )
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
