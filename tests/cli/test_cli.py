@@ -122,3 +122,8 @@ def test_run_with_route_settings_is_its_own_cell(task_dir, tiny_llama_dir, tmp_p
     assert config["options"]["train"]["lr"] == 3e-2  # a label start brings its own learning rate
     out = capsys.readouterr().out
     assert "prompt_tuning[init=" in out
+
+
+def test_demo_without_its_task_file_says_where_it_lives(tmp_path, capsys):
+    assert main(["demo", "--task", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert "run from a clone of the repository" in capsys.readouterr().err

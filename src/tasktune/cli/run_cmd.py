@@ -212,18 +212,28 @@ DEMO_PLAN = (
 )
 
 
-def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder.")) -> None:
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder."),
+    task_file: Path = typer.Option(DEMO_TASK, "--task", help="The demo task (the checkout's by default)."),
+) -> None:
     """The bundled demo end to end: check the task, prepare the embedded backbones, run all three routes,
     compare, recommend, write the report."""
     from tasktune.cli import backbones_cmd, task_cmd
+
+    if not task_file.is_file():
+        # The demo data lives in the source checkout (examples/), not in an installed package.
+        raise TaskTuneError(
+            f"demo task {task_file} not found: run from a clone of the repository (make demo), "
+            "or give a task with --task"
+        )
 
     console.rule("1. embedded backbones")
     backbones_cmd.prepare_cmd(names=None, force=False)
     backbones_cmd.list_()
     console.rule("2. task check")
-    task_cmd.check(DEMO_TASK, k=16, backbone="smollm2-135m-instruct", allow_hub=False, json_out=None)
+    task_cmd.check(task_file, k=16, backbone="smollm2-135m-instruct", allow_hub=False, json_out=None)
     console.rule("3. routes: prompting, prompt tuning, fine-tuning")
-    spec = load_task(DEMO_TASK)
+    spec = load_task(task_file)
     outcomes = []
     for protocol, routes, backbones in DEMO_PLAN:
         outcomes.append(
