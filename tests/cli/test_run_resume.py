@@ -9,15 +9,19 @@ import sys
 from pathlib import Path
 
 from tasktune.evaluation.results import read_result
+from tasktune.runner import cell_name
 from tests.training.helpers import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-CELL = "prompt_tuning--tiny-llama--few--s13"
+# Checkpoints every 5 steps (the routes' default is every ten minutes of training).
+SETTING = {"train.checkpoint_every": 5}
+CELL = cell_name("prompt_tuning", "tiny-llama", "few", 13, None, SETTING)
 
 
 def _run(task: Path, model: Path, out: Path, sleep_s: float = 0.0) -> subprocess.Popen:
     args = ["run", str(task), "--routes", "prompt_tuning", "--backbones", str(model), "--protocol", "few"]
     args += ["--seeds", "13", "--out", str(out), "--no-registry"]
+    args += ["--set", "prompt_tuning.train.checkpoint_every=5"]
     cmd = [sys.executable, "-m", "tests.cli.run_killable", str(sleep_s), *args]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

@@ -3,6 +3,7 @@ pickle-free output, refusals, and a soft prompt on a frozen tiny llama."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,6 +128,17 @@ def test_output_folder_holds_only_json_and_safetensors(tmp_path):
     assert data["state"]["loop"]["step"] == 6 and data["state"]["loop"]["finished"] == "max_steps"
     best, meta = read_folder(tmp_path / "best")
     assert set(best["trainable"]) == {"head.weight", "head.bias"} and meta["best"]["metric"] == "accuracy"
+
+
+def test_checkpoints_by_wall_time(tmp_path):
+    """Every ~0.05 s of a run whose steps take ~0.03 s: about every other step, plus the end."""
+    train_ex, dev_ex, table = _data()
+    config = TrainConfig(max_steps=8, checkpoint_every_seconds=0.05, keep_checkpoints=100)
+    model = LinearTrainable(table, sleep_s=0.03)
+    train(model, train_ex, dev_ex, config, CPU, output_dir=tmp_path, progress=False)
+    steps = [int(p.name.split("-")[1]) for p in checkpoints_of(tmp_path)]
+    assert steps[-1] == 8 and 3 <= len(steps) <= 8
+    assert all(b - a <= 3 for a, b in itertools.pairwise(steps))
 
 
 def test_refusals(tmp_path):

@@ -51,6 +51,9 @@ class TrainConfig(BaseModel):
     early_stopping_patience: int | None = Field(default=None, gt=0)
     # None: no checkpoints (and no resume). Needs an output folder when set.
     checkpoint_every: int | None = Field(default=None, gt=0)
+    # Or by wall time: a checkpoint once this many seconds have passed since the last one (bounded
+    # overhead whatever a step costs; a full fine-tune's checkpoint of SmolLM2 with Adam is 1.6 GB).
+    checkpoint_every_seconds: float | None = Field(default=None, gt=0)
     keep_checkpoints: int = Field(default=2, ge=1, description="how many of the latest checkpoints stay")
     seed: int = Field(default=0, ge=0)
     metric: str = Field(default="accuracy", min_length=1, description="dev metric to maximise")

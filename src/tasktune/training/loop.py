@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 BEST = "best"
 # Settings that may change between a run and its resumption without changing what it computes.
-_RESUMABLE_CHANGES = frozenset({"checkpoint_every", "keep_checkpoints"})
+_RESUMABLE_CHANGES = frozenset({"checkpoint_every", "checkpoint_every_seconds", "keep_checkpoints"})
 
 
 @dataclass
@@ -105,8 +105,9 @@ def train(
         raise TrainingError("no training examples")
     named = _checked_parameters(trainable, device)
     params = [p for _, p in named]
-    if config.checkpoint_every is not None and output_dir is None:
-        raise TrainingError(f"checkpoint_every={config.checkpoint_every} needs an output_dir to write to")
+    if (config.checkpoint_every or config.checkpoint_every_seconds) and output_dir is None:
+        every = config.checkpoint_every or f"{config.checkpoint_every_seconds} s"
+        raise TrainingError(f"checkpoints every {every} need an output_dir to write to")
     if resume and output_dir is None:
         raise TrainingError("resume=True needs the output_dir of the run to resume")
     ckpt_root = Path(output_dir) / CHECKPOINTS if output_dir is not None else None
@@ -151,6 +152,8 @@ def train(
     backend.check_same("the training and dev examples", f"{fingerprint['train']}/{fingerprint['dev']}")
     backend.check_same("the training config", config.model_dump_json())
     backend.check_same("the step to resume from (is the output folder shared?)", str(state.step))
+
+    last_saved_at = time.monotonic()  # for checkpoint_every_seconds: the run's start, or its resume
 
     def save_checkpoint() -> Path | None:
         if ckpt_root is None or not backend.is_main_process:
@@ -261,13 +264,16 @@ def train(
                 if patience is not None and state.evals_without_improvement >= patience:
                     state.finished = stop_reason = "early_stopping"
             tick()
+            due = config.checkpoint_every is not None and state.step % config.checkpoint_every == 0
+            if config.checkpoint_every_seconds is not None:
+                due = due or time.monotonic() - last_saved_at >= config.checkpoint_every_seconds
             if (
-                config.checkpoint_every is not None
-                and state.step % config.checkpoint_every == 0
+                due
                 and state.finished is None
                 and state.step < total_steps  # the end checkpoint follows the final evaluation
             ):
                 last_checkpoint = save_checkpoint() or last_checkpoint
+                last_saved_at = time.monotonic()
             info = f"loss {step_loss:.4f}"
             if state.best_metric is not None:
                 info += f" | best {config.metric} {state.best_metric:.4f} @ {state.best_step}"
