@@ -131,3 +131,35 @@ def test_a_macro_f1_task_selects_trains_and_compares_on_macro_f1(task_dir, tiny_
     comparison = build_report(tmp_path).comparison
     assert comparison.metric == "macro_f1"
     assert comparison.best_cell.score("macro_f1") == max(c.macro_f1_mean for c in comparison.cells)
+
+
+def test_checkpoints_of_another_run_of_the_cell_are_dropped_and_the_cell_retrained(
+    task_dir, tiny_llama_dir, tmp_path, monkeypatch
+):
+    import tasktune.runner as runner
+    from tests.conftest import make_rows, write_jsonl
+
+    def run():
+        return run_matrix(
+            load_task(task_dir / "task.yaml"),
+            route_names=["prompt_tuning"],
+            backbone_names=[str(tiny_llama_dir)],
+            protocol="full",
+            out_dir=tmp_path,
+            route_options={"prompt_tuning": {"train.epochs": 1, "init": "labels"}},
+        )
+
+    def crash(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(runner, "write_result", crash)
+    first = run()  # trained, checkpointed at its end, then lost its result
+    assert first.failures and "disk full" in first.failures[0].error
+    (work,) = (tmp_path / ".work").iterdir()
+    assert any(work.rglob("state.json"))
+    monkeypatch.undo()
+    write_jsonl(task_dir / "train.jsonl", make_rows(41))  # the data changed since
+    second = run()
+    assert not second.failures and len(second.results) == 1
+    assert any("examples differ" in w and "cell retrained" in w for w in second.warnings)
+    assert not work.exists()

@@ -36,6 +36,7 @@ from tasktune.task.protocols import (
     zero_shot,
 )
 from tasktune.task.spec import TaskSpec
+from tasktune.training.errors import ResumeMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,8 @@ def run_matrix(
                 if path.is_file() and not fresh:
                     cached = reuse_cell(path, outcome)
                     if cached is not None:
+                        if is_main_process():  # checkpoints a crash left after the result was kept
+                            shutil.rmtree(work_dir, ignore_errors=True)
                         outcome.results.append(cached)
                         outcome.reused += 1
                         if on_cell:
@@ -341,7 +344,18 @@ def run_matrix(
                     )
                     _reset_peak_memory()
                     start = time.perf_counter()
-                    fitted = route.fit(ctx)
+                    try:
+                        fitted = route.fit(ctx)
+                    except ResumeMismatchError as err:
+                        # Checkpoints of an earlier run of this cell with other settings or data
+                        # (or from an older tasktune): useless here, so start the cell afresh.
+                        outcome.warnings.append(
+                            f"{name}: {err}; its checkpoints were removed, cell retrained"
+                        )
+                        log.warning(outcome.warnings[-1])
+                        shutil.rmtree(work_dir, ignore_errors=True)
+                        start = time.perf_counter()
+                        fitted = route.fit(ctx)
                     fit_seconds = time.perf_counter() - start
                     truncation.take()  # count only the test set's inputs from here
                     metrics, prediction = evaluate(

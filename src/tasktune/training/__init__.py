@@ -5,7 +5,7 @@ pickle-free checkpoints with exact resume (R3) and divergence stop (R4)."""
 from tasktune.training.backend import Backend, LocalBackend, select_backend
 from tasktune.training.checkpoint import latest_checkpoint, list_checkpoints, read_folder
 from tasktune.training.config import TrainConfig, TrainConfigError, parse_train_config
-from tasktune.training.errors import DivergenceError, TrainingError
+from tasktune.training.errors import DivergenceError, ResumeMismatchError, TrainingError
 from tasktune.training.loop import checkpoints_of, train
 from tasktune.training.protocol import Trainable
 from tasktune.training.result import HistoryEntry, StopReason, TrainResult
@@ -16,6 +16,7 @@ __all__ = [
     "DivergenceError",
     "HistoryEntry",
     "LocalBackend",
+    "ResumeMismatchError",
     "StopReason",
     "TrainConfig",
     "TrainConfigError",

@@ -11,6 +11,10 @@ class TrainingError(TaskTuneError):
     """A run cannot start or continue: bad trainable, mismatching checkpoint, missing dev metric..."""
 
 
+class ResumeMismatchError(TrainingError):
+    """The checkpoint to resume from belongs to another run: other config, data or tensors."""
+
+
 class DivergenceError(TrainingError):
     """A non-finite loss, gradient norm or dev metric (R4). Raised before the optimizer applies the
     bad step, so the trainable and the last checkpoint on disk hold the last good state."""

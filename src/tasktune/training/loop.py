@@ -45,7 +45,7 @@ from tasktune.training.checkpoint import (
     write_folder_atomically,
 )
 from tasktune.training.config import TrainConfig
-from tasktune.training.errors import DivergenceError, TrainingError
+from tasktune.training.errors import DivergenceError, ResumeMismatchError, TrainingError
 from tasktune.training.protocol import Trainable
 from tasktune.training.result import HistoryEntry, StopReason, TrainResult
 from tasktune.training.rng import capture_rng, restore_rng, seed_everything
@@ -433,26 +433,26 @@ def _restore(
     missing = {"trainable", "best", "optimizer", "rng"} - set(tensors)
     if data is None or missing:
         what = sorted(missing) or ["state.json"]
-        raise TrainingError(f"checkpoint {folder} is incomplete (missing {what})")
+        raise ResumeMismatchError(f"checkpoint {folder} is incomplete (missing {what})")
     if data.get("format_version") != FORMAT_VERSION:
         found = data.get("format_version")
-        raise TrainingError(f"checkpoint {folder} has format {found!r}, expected {FORMAT_VERSION}")
+        raise ResumeMismatchError(f"checkpoint {folder} has format {found!r}, expected {FORMAT_VERSION}")
     saved_config, current = data["config"], config.model_dump(mode="json")
     changed = {k for k in saved_config.keys() | current.keys() if saved_config.get(k) != current.get(k)}
     changed -= _RESUMABLE_CHANGES
     if changed:
         details = ", ".join(f"{k}: {saved_config.get(k)!r} -> {current.get(k)!r}" for k in sorted(changed))
-        raise TrainingError(f"cannot resume {folder} with a different training config ({details})")
+        raise ResumeMismatchError(f"cannot resume {folder} with a different training config ({details})")
     if data["data"] != fingerprint:
         which = [k for k in fingerprint if data["data"].get(k) != fingerprint[k]]
-        raise TrainingError(
+        raise ResumeMismatchError(
             f"cannot resume {folder}: the {' and '.join(which)} examples differ from the run's"
         )
     expected = [{"name": n, "shape": list(p.shape), "dtype": str(p.dtype)} for n, p in named]
     if data["parameters"] != expected:
         saved = [(d["name"], d["shape"]) for d in data["parameters"]]
         ours = [(d["name"], d["shape"]) for d in expected]
-        raise TrainingError(
+        raise ResumeMismatchError(
             f"cannot resume {folder}: its trained tensors {saved} do not match the trainable's {ours}"
         )
     with torch.no_grad():

@@ -70,9 +70,9 @@ class Trial:
     config: PromptConfig
     dev_accuracy: float
     dev_nll: float
-    correct: dict[int, bool] = field(default_factory=dict, repr=False)  # example row → right?
+    correct: dict[int, bool] = field(default_factory=dict, repr=False)  # example (its place) → right?
     dev_macro_f1: float = 0.0
-    preds: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)  # row → (label, pred)
+    preds: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)  # place → (label, pred)
     metric: str = "accuracy"  # the task's: what key() ranks by
 
     def key(self) -> tuple[float, float]:
@@ -142,7 +142,8 @@ def search(
     data (32 dev examples alone cannot tell a 3-point difference from noise). At most
     ``held_out_limit`` of them (a seeded sample by class): with full training data every candidate
     would otherwise score the whole of train — 2,000 examples × 18 candidates took over an hour on a
-    2-core CPU for a choice that 200 more examples already settle."""
+    2-core CPU for a choice that 200 more examples already settle. The sample is drawn once, so every
+    candidate is scored on the same examples (less the demonstrations it shows)."""
     if not dev:
         raise ValueError("the prompt search needs labelled dev examples")
     sets = word_sets(task)
@@ -151,6 +152,12 @@ def search(
     pool_min = min(sum(1 for e in train if e.label == c) for c in range(task.num_labels)) if train else 0
     demo_counts = [d for d in demo_counts if d <= pool_min]
     content_free = [Example(t, 0) for t in calibration.CONTENT_FREE]
+    # One held-out sample for every candidate (each then drops the demos it shows), so candidates are
+    # ranked and paired on the same examples. Examples are keyed by their place in `selection`: row
+    # numbers restart in every split file, so a dev row and a train row can share one.
+    sample = stratified_sample(train, held_out_limit, seed, task.num_labels) if select_on_train else []
+    selection = [*dev, *sample]
+    place = {id(e): i for i, e in enumerate(selection)}
     trials: list[Trial] = []
     skipped: list[str] = []
     for variant, chat, demos in itertools.product(
@@ -162,9 +169,7 @@ def search(
         if progress:
             progress(f"{config.name} chat={chat} demos={demos}")
         shown = {id(e) for e in (selector.fixed if selector else [])}
-        held_out = [e for e in train if id(e) not in shown] if select_on_train else []
-        held_out = stratified_sample(held_out, held_out_limit, seed, task.num_labels)
-        evaluated = [*dev, *held_out]
+        evaluated = [*dev, *(e for e in sample if id(e) not in shown)]
         y = np.array([e.label for e in evaluated])
         try:
             dev_w = torch.from_numpy(_scores(scorer, evaluated, batch_size))
@@ -203,9 +208,11 @@ def search(
                         chosen,
                         acc,
                         nll,
-                        {e.row: bool(r) for e, r in zip(evaluated, right, strict=True)},
+                        {place[id(e)]: bool(r) for e, r in zip(evaluated, right, strict=True)},
                         dev_macro_f1=float(f1),
-                        preds={e.row: (int(t), int(q)) for e, t, q in zip(evaluated, y, pred, strict=True)},
+                        preds={
+                            place[id(e)]: (int(t), int(q)) for e, t, q in zip(evaluated, y, pred, strict=True)
+                        },
                         metric=metric,
                     )
                 )
