@@ -163,3 +163,19 @@ def test_checkpoints_of_another_run_of_the_cell_are_dropped_and_the_cell_retrain
     assert not second.failures and len(second.results) == 1
     assert any("examples differ" in w and "cell retrained" in w for w in second.warnings)
     assert not work.exists()
+
+
+def test_route_settings_are_checked_against_a_local_folders_own_kind(task_dir, tiny_bert_dir, tmp_path):
+    from tasktune.routes import get_route
+    from tasktune.runner import backbone_kind, resolve_route_options
+
+    assert backbone_kind(str(tiny_bert_dir)) == "encoder" and backbone_kind("org/some-hub-model") is None
+    # A length alone is refused on a causal LM (its start has its own length), fine on an encoder.
+    settings = resolve_route_options(
+        [get_route("prompt_tuning")],
+        {"prompt_tuning": {"num_virtual_tokens": 5}},
+        "few",
+        [str(tiny_bert_dir)],
+        32,
+    )
+    assert settings == {("prompt_tuning", str(tiny_bert_dir)): {"num_virtual_tokens": 5}}

@@ -178,17 +178,39 @@ def check_backbone_name(name: str, *, allow_hub: bool = False) -> None:
         resolve_folder(name)
 
 
-def check_route_options(
+def backbone_kind(name: str) -> str | None:
+    """causal or encoder, without loading weights (an embedded entry, or a folder's config.json);
+    None for a hub id, whose config is not fetched just for this."""
+    from tasktune.backbones.catalog import get_embedded
+
+    embedded = get_embedded(name)
+    if embedded is not None:
+        return embedded.kind
+    folder = Path(name).expanduser()
+    if not (folder / "config.json").is_file():
+        return None
+    from transformers import AutoConfig
+
+    from tasktune.backbones.loading import infer_kind
+
+    return infer_kind(AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False))
+
+
+def resolve_route_options(
     route_objs: Sequence[Any],
     options: Mapping[str, Mapping[str, Any]],
     protocol: str,
     backbone_names: Sequence[str],
-) -> None:
-    """Raise now for options of a route that is not run or takes none, or that its options model
-    refuses (validated against the embedded backbones' kinds, or a causal LM's for other backbones)."""
-    from tasktune.backbones.catalog import get_embedded
+    n_train: int,
+) -> dict[tuple[str, str | None], dict[str, Any]]:
+    """The user's settings per (route, backbone), validated now against each backbone's kind, and as
+    they take effect: values as the options model reads them (``1e-4`` and ``0.0001`` alike) and
+    settings equal to the defaults left out — so equal settings make one cell, not two. Raises for
+    options of a route that is not run or takes none, or that its options model refuses."""
+    from tasktune.routes.overrides import effective
 
     names = {r.name: r for r in route_objs}
+    resolved: dict[tuple[str, str | None], dict[str, Any]] = {}
     for route_name, overrides in options.items():
         route = names.get(route_name)
         if route is None:
@@ -200,9 +222,15 @@ def check_route_options(
             raise TaskTuneError(f"route {route_name!r} takes no options")
         if protocol == "zero" or not overrides:
             continue
-        kinds = {e.kind for e in map(get_embedded, backbone_names) if e is not None} or {"causal"}
-        for kind in sorted(kinds):
-            route.options(protocol, 13, 1000, kind, overrides)
+        for backbone in backbone_names if route.needs_backbone else [None]:
+            kind = backbone_kind(backbone) if backbone else "causal"
+            if kind is None:  # a hub model: validated when its cell runs
+                resolved[(route_name, backbone)] = flatten(overrides)
+                continue
+            chosen = route.options(protocol, 13, n_train, kind, overrides)
+            defaults = route.options(protocol, 13, n_train, kind, {})
+            resolved[(route_name, backbone)] = effective(chosen, defaults, overrides)
+    return resolved
 
 
 def data_warnings(spec: TaskSpec, splits: dict[str, Split]) -> list[str]:
@@ -270,11 +298,12 @@ def run_matrix(
         raise TaskTuneError("these routes need a backbone; give at least one (--backbones)")
     for name in backbone_names:
         check_backbone_name(name, allow_hub=allow_hub)
-    route_options = dict(route_options or {})
-    check_route_options(route_objs, route_options, protocol, backbone_names)
     per_seed = {
         seed: protocol_splits(spec, splits, protocol, seed, k=k, train_limit=train_limit) for seed in seeds
     }
+    route_options = dict(route_options or {})
+    n_train = len(next(iter(per_seed.values())).train) if per_seed else 0
+    settings = resolve_route_options(route_objs, route_options, protocol, backbone_names, n_train)
     train_size = None
     if "train" in splits:
         n = len(splits["train"].examples)
@@ -302,7 +331,7 @@ def run_matrix(
     for route in route_objs:
         for backbone_name in backbone_names if route.needs_backbone else [None]:
             for seed in seeds:
-                overrides = flatten(route_options.get(route.name, {}))
+                overrides = settings.get((route.name, backbone_name), {})
                 name = cell_name(route.name, backbone_name, protocol, seed, train_limit, overrides)
                 path = out_dir / f"{name}.json"
                 # Training checkpoints of an unfinished cell: a rerun of the same command resumes there.

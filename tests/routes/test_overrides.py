@@ -54,3 +54,33 @@ def test_set_strings_read_values_as_yaml_and_later_layers_win(tmp_path):
     with pytest.raises(TaskTuneError, match="expected a mapping of route name to its options"):
         load_options_file(f)
     assert flatten({"a": {"b": {"c": 1}}, "d": {}}) == {"a.b.c": 1, "d": {}}
+
+
+def test_naming_one_of_a_pair_replaces_the_defaults_choice_of_the_other():
+    defaults = finetune_defaults("few", "prompt", "lora", "causal", 13)
+    assert defaults.train.epochs is not None and defaults.train.warmup_ratio is not None
+    options = apply_overrides(defaults, {"train.max_steps": 50, "train.warmup_steps": 5}, "lora")
+    assert (options.train.max_steps, options.train.epochs) == (50, None)
+    assert (options.train.warmup_steps, options.train.warmup_ratio) == (5, None)
+    with pytest.raises(TaskTuneError, match="set exactly one of max_steps and epochs") as err:
+        apply_overrides(defaults, {"train.max_steps": 50, "train.epochs": 3}, "lora")
+    assert "'lr'" not in str(err.value)  # the message, not a dump of the whole group
+
+
+def test_what_the_run_sets_itself_is_not_a_setting():
+    defaults = finetune_defaults("few", "prompt", "lora", "causal", 13)
+    with pytest.raises(TaskTuneError, match=r"train\.seed is not a route setting: .*--seeds"):
+        apply_overrides(defaults, {"train.seed": 7}, "lora")
+    with pytest.raises(TaskTuneError, match=r"train\.metric is not a route setting"):
+        apply_overrides(defaults, {"train": {"metric": "macro_f1"}}, "lora")
+
+
+def test_one_setting_written_two_ways_is_one_setting_and_a_default_is_none():
+    from tasktune.routes.overrides import effective
+
+    defaults = finetune_defaults("few", "prompt", "lora", "causal", 13)
+    for written in ("1e-4", 0.0001):
+        chosen = apply_overrides(defaults, {"train.lr": written, "lora.r": defaults.lora.r}, "lora")
+        assert effective(chosen, defaults, {"train.lr": written, "lora.r": defaults.lora.r}) == {
+            "train.lr": 0.0001
+        }

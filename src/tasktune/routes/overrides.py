@@ -19,6 +19,18 @@ from pydantic import BaseModel, ValidationError
 from tasktune.errors import TaskTuneError
 
 M = TypeVar("M", bound=BaseModel)
+# Fields of which a config takes one: naming one replaces the default's choice of the other.
+PARTNERS = {
+    "max_steps": "epochs",
+    "epochs": "max_steps",
+    "warmup_steps": "warmup_ratio",
+    "warmup_ratio": "warmup_steps",
+}
+# Set by the run itself, never by a route setting.
+NOT_SETTINGS = {
+    "train.seed": "the training seed is the run's (--seeds)",
+    "train.metric": "checkpoints are selected on the task's metric (task.yaml)",
+}
 
 
 def flatten(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -38,7 +50,11 @@ def apply_overrides(defaults: M, overrides: Mapping[str, Any], where: str) -> M:
     if not overrides:
         return defaults
     data = defaults.model_dump(mode="json")
-    for key, value in flatten(overrides).items():
+    flat = flatten(overrides)
+    for key, why in NOT_SETTINGS.items():
+        if key in flat:
+            raise TaskTuneError(f"{where}: {key} is not a route setting: {why}")
+    for key, value in flat.items():
         node, parts = data, key.split(".")
         for depth, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
@@ -51,11 +67,17 @@ def apply_overrides(defaults: M, overrides: Mapping[str, Any], where: str) -> M:
             if depth < len(parts) - 1:
                 node = node[part]
         node[parts[-1]] = value
+        partner = PARTNERS.get(parts[-1])
+        if partner in node and ".".join([*parts[:-1], partner]) not in flat:
+            node[partner] = None
     try:
         return type(defaults).model_validate(data)
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'options'} = {e.get('input')!r}: {e['msg']}"
+            # A whole group's dump (a model validator's input) says nothing the message does not.
+            f"{'.'.join(map(str, e['loc'])) or 'options'}"
+            + ("" if isinstance(e.get("input"), dict | list) else f" = {e.get('input')!r}")
+            + f": {e['msg']}"
             for e in err.errors()
         )
         raise TaskTuneError(f"{where}: invalid option value ({problems})") from None
@@ -98,3 +120,10 @@ def merge(*layers: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]
         for route, options in layer.items():
             out.setdefault(route, {}).update(flatten(options))
     return out
+
+
+def effective(chosen: BaseModel, defaults: BaseModel, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's settings as the options model holds them (``"1e-4"`` read as 0.0001), less those equal
+    to the defaults: what names a run's cell, so one setting written two ways is one cell."""
+    got, base = flatten(chosen.model_dump(mode="json")), flatten(defaults.model_dump(mode="json"))
+    return {k: got[k] for k in sorted(flatten(overrides)) if k in got and got[k] != base.get(k)}
