@@ -107,9 +107,10 @@ def candidate_version(
     if not cell:
         return None
 
-    def dev_score(r: RunResult) -> float:
+    def dev_score(r: RunResult) -> float:  # on the dev metric the seed's training selected by
         dev = r.info.route_config.get("best_dev") or {}
-        return float(dev.get("accuracy", float("-inf")))
+        metric = r.info.route_config.get("selected_on") or "accuracy"
+        return float(dev.get(metric, dev.get("accuracy", float("-inf"))))
 
     chosen = max(sorted(cell, key=lambda r: r.info.seed), key=dev_score)
     return int(chosen.info.route_config["registry_version"])

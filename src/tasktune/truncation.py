@@ -39,7 +39,9 @@ def tokenize_bounded(
     rows were cut: only rows that came out at the limit are tokenized again in full to tell an input of
     exactly ``limit`` tokens from a longer one (tokenizers are fast next to the model)."""
     enc = tokenizer(list(texts), pairs, truncation=True, max_length=limit, **kw)
-    at_limit = [i for i, mask in enumerate(enc["attention_mask"]) if int(sum(mask)) >= limit]
+    mask = enc["attention_mask"]
+    lengths = mask.sum(1).tolist() if hasattr(mask, "sum") else [sum(m) for m in mask]  # tensor or lists
+    at_limit = [i for i, n in enumerate(lengths) if n >= limit]
     if at_limit:
         full = tokenizer(
             [texts[i] for i in at_limit], [pairs[i] for i in at_limit] if pairs is not None else None

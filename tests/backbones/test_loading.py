@@ -82,3 +82,21 @@ def test_device_choice_is_explained():
         assert resolve_device(None).device.type == "cpu"
         with pytest.raises(BackboneError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_input_limit_stays_inside_the_models_positions():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tasktune.backbones.loading import Backbone
+
+    def backbone(model_type, positions, pad=1, told=10**30):
+        config = SimpleNamespace(model_type=model_type, max_position_embeddings=positions, pad_token_id=pad)
+        tok = SimpleNamespace(model_max_length=told)
+        return Backbone("b", "encoder", SimpleNamespace(config=config), tok, None, None, Path("."))
+
+    assert backbone("bert", 512).input_limit(1024) == 512
+    assert backbone("roberta", 514).input_limit(1024) == 512  # ids start after the padding index
+    assert backbone("xlm-roberta", 514).input_limit(256, reserved=20) == 256
+    assert backbone("roberta", 514).input_limit(600, reserved=20) == 492
+    assert backbone("bert", 512, told=128).input_limit(256) == 128  # the tokenizer's own limit

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
+# Encoders whose position ids are offset by the padding index, as RoBERTa's are.
+_PADDED_POSITIONS = {"camembert", "longformer", "data2vec-text", "xmod"}
+
+
 @dataclass
 class Backbone:
     """A loaded, frozen-by-default model with its tokenizer, identity and device choice."""
@@ -45,8 +49,21 @@ class Backbone:
         """Tokens an input may have: what a route asks for, within the model's position table less the
         positions ``reserved`` for other inputs (a soft prompt's vectors); an input past the table would
         not be cut but crash the model."""
-        table = getattr(self.model.config, "max_position_embeddings", None)
-        return max(1, min(wanted, int(table) - reserved)) if table else wanted
+        config = self.model.config
+        table = getattr(config, "max_position_embeddings", None)
+        limits = [wanted]
+        if table:
+            if (
+                "roberta" in (getattr(config, "model_type", "") or "")
+                or config.model_type in _PADDED_POSITIONS
+            ):
+                # Position ids start after the padding index (RoBERTa's 514 positions hold 512 tokens).
+                table -= (getattr(config, "pad_token_id", None) or 0) + 1
+            limits.append(int(table) - reserved)
+        told = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(told, int) and told < 1_000_000:  # the tokenizer's own limit, when it states one
+            limits.append(told - reserved)
+        return max(1, min(limits))
 
 
 def infer_kind(config) -> Kind:

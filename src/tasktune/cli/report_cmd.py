@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tasktune.cli.console import console as default_console
-from tasktune.evaluation.compare import Comparison
+from tasktune.evaluation.compare import METRIC_NAMES, Comparison
 from tasktune.evaluation.recommend import Recommendation
 from tasktune.report import build_report
 from tasktune.report.table import COLUMNS, TABLE_LEGEND, TEXT_COLUMNS, table_rows
@@ -111,7 +111,11 @@ def report(
 ) -> None:
     """Compare the stored results of a run, recommend a route and write report.md / report.html."""
     paths = build_report(run_dir, out)
-    print_comparison(paths.comparison, paths.recommendation, title=f"{run_dir}: test accuracy")
+    print_comparison(
+        paths.comparison,
+        paths.recommendation,
+        title=f"{run_dir}: test {METRIC_NAMES[paths.comparison.metric]}",
+    )
     default_console.print(
         f"report: {paths.html}  ({paths.markdown.name}, {paths.summary.name})", highlight=False
     )

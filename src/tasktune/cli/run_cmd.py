@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tasktune.cli.console import console
 from tasktune.errors import TaskTuneError
+from tasktune.evaluation.compare import METRIC_NAMES
 from tasktune.runner import RunOutcome, run_matrix
 from tasktune.task.spec import TaskSpec, load_task
 
@@ -118,7 +119,11 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
             console.print(f"[red]cell {f.cell} failed:[/] {f.error}", highlight=False)
         raise TaskTuneError(f"no cell of {spec.name!r} produced a result; nothing to compare")
     paths = build_report(out_dir, failures=failures)
-    print_comparison(paths.comparison, paths.recommendation, title=f"{spec.name}: test accuracy")
+    print_comparison(
+        paths.comparison,
+        paths.recommendation,
+        title=f"{spec.name}: test {METRIC_NAMES[paths.comparison.metric]}",
+    )
     for f in failures:
         console.print(f"[red]cell {f.cell} failed:[/] {f.error}", highlight=False)
     choice = paths.recommendation.choice

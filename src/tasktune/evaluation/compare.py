@@ -189,7 +189,16 @@ class _CellData:
 
 def resampled_macro_f1(labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_labels: int) -> np.ndarray:
     """Macro-F1 (as compute_metrics defines it: every label counts, 0 where undefined) of ``preds``
-    on each row resample ``idx`` (S, N) at once: (S,)."""
+    on each row resample ``idx`` (S, N): (S,). In chunks of resamples, so memory stays bounded on
+    large test sets."""
+    chunk = max(1, 2_000_000 // max(1, idx.shape[1]))
+    if idx.shape[0] > chunk:
+        return np.concatenate(
+            [
+                resampled_macro_f1(labels, preds, idx[i : i + chunk], num_labels)
+                for i in range(0, len(idx), chunk)
+            ]
+        )
     S = idx.shape[0]
     codes = labels[idx] * num_labels + preds[idx]  # (S, N)
     offsets = (np.arange(S) * num_labels * num_labels)[:, None]
@@ -218,6 +227,8 @@ def summarise(
 
     `failures`: cells that produced no result, as (cell, error) pairs or objects with `.cell` and
     `.error` (the runner's CellFailure); they are listed, not compared."""
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRIC_NAMES)}")
     notes: list[str] = []
     groups: dict[tuple[str, str | None, str], dict[int, RunResult]] = defaultdict(dict)
     empty: list[str] = []
@@ -242,14 +253,12 @@ def summarise(
         if not by_seed:
             continue
         key = cell_key(*group)
-        summary, cell_data, signature, cell_notes = _summarise_cell(group, by_seed, bootstrap_samples)
+        summary, cell_data, signature, cell_notes = _summarise_cell(group, by_seed, bootstrap_samples, metric)
         summaries.append(summary)
         data[key], signatures[key] = cell_data, signature
         notes.extend(cell_notes)
     empty = [k for k in empty if k not in data]
 
-    if metric not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRIC_NAMES)}")
     summaries.sort(key=lambda c: (-c.score(metric), c.key))
     best = summaries[0] if summaries else None
     if best is not None:
@@ -281,7 +290,10 @@ def _group_of(r: RunResult) -> tuple[str, str | None, str]:
 
 
 def _summarise_cell(
-    group: tuple[str, str | None, str], by_seed: dict[int, RunResult], bootstrap_samples: int
+    group: tuple[str, str | None, str],
+    by_seed: dict[int, RunResult],
+    bootstrap_samples: int,
+    metric: str = "accuracy",
 ) -> tuple[CellSummary, _CellData, tuple, list[str]]:
     route, backbone, protocol = group
     key = cell_key(*group)
@@ -312,10 +324,14 @@ def _summarise_cell(
     # Seed-averaged correctness per row, then resample rows: the CI is over test examples.
     per_row = np.stack([cell.correct[s] for s in seeds]).astype(np.float64).mean(axis=0)
     lo, hi = bootstrap_ci(per_row, samples=bootstrap_samples, seed=0)
-    # Macro-F1 of the seed mean, on the same kind of row resamples.
-    idx = _bootstrap_idx(len(rows), bootstrap_samples)
-    f1s = np.mean([resampled_macro_f1(labels, cell.preds[s], idx, cell.num_labels) for s in seeds], axis=0)
     f1_per_seed = [m["macro_f1"] for m in per_seed_metrics]
+    f1_ci = None
+    if metric == "macro_f1":  # the seed mean's CI on row resamples, as accuracy's (only when ranked on it)
+        idx = _bootstrap_idx(len(rows), bootstrap_samples)
+        f1s = np.mean(
+            [resampled_macro_f1(labels, cell.preds[s], idx, cell.num_labels) for s in seeds], axis=0
+        )
+        f1_ci = (float(np.quantile(f1s, 0.025)), float(np.quantile(f1s, 0.975)))
     best_seed_idx = int(np.argmax(accs))  # argmax takes the first on ties
     best_seed = seeds[best_seed_idx]
     num_labels = len(results[0].labels)
@@ -345,7 +361,7 @@ def _summarise_cell(
         accuracy_ci95=(lo, hi),
         macro_f1_mean=float(np.mean(f1_per_seed)),
         macro_f1_std=float(np.std(f1_per_seed, ddof=1)) if len(seeds) > 1 else None,
-        macro_f1_ci95=(float(np.quantile(f1s, 0.025)), float(np.quantile(f1s, 0.975))),
+        macro_f1_ci95=f1_ci,
         ece_mean=float(np.mean([m["ece"] for m in per_seed_metrics])),
         nll_mean=_mean_or_none([m.get("nll") for m in per_seed_metrics]),
         cost=_cost(results),

@@ -60,7 +60,7 @@ def accuracy_text(c: CellSummary) -> str:
 def table_rows(comparison: Comparison, recommended: str | None = None) -> list[TableRow]:
     rows = []
     for c in comparison.cells:
-        lo, hi = c.accuracy_ci95
+        lo, hi = c.score_ci(comparison.metric)  # the CI of the metric the cells are ranked by
         cost = c.cost
         values = (
             c.route,
@@ -69,7 +69,7 @@ def table_rows(comparison: Comparison, recommended: str | None = None) -> list[T
             str(len(c.seeds)),
             accuracy_text(c),
             f"{pct(lo)}–{pct(hi)}",
-            pct(c.macro_f1_mean),
+            pct(c.macro_f1_mean) + (f" ± {pct(c.macro_f1_std)}" if c.macro_f1_std is not None else ""),
             f"{c.ece_mean:.3f}",
             p_vs_best(c, comparison.best),
             format_count(cost.trainable_parameters),

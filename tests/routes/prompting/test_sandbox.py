@@ -45,6 +45,8 @@ def test_chat_control_tokens_in_user_text_are_plain_text(task, tiny_chat_llama):
         "{{ labels|map(attribute='__class__')|list }}",
         "{{ labels|map(attribute=name)|list }}",
         "{{ labels|selectattr('_x') }}",
+        "{{ [text]|join(',', attribute=k) }}",
+        "{{ text['_' ~ '_cl' ~ 'ass__'] }}",
     ],
 )
 def test_reaching_for_internals_is_refused_when_registered(template):
@@ -62,10 +64,23 @@ def test_reaching_for_internals_is_refused_when_registered(template):
         "{{ labels|map(attribute='name')|join(', ') }}",
         "{{ description|default('a task') }}: {{ text[:100] }}",
         "{{ '%s items'|format(3) }}",
+        '{{ text | replace(" ", "_") }} {{ labels | join("_") }}',
+        '{% set blank = "____" %}{{ blank }}',
+        "{{ labels|selectattr('name', 'equalto', text)|list }}",
+        "{{ labels[i % 2] }} {{ labels[i // 2] }} {{ words[labels[0]] }}",
     ],
 )
 def test_ordinary_templates_still_register(template):
     check_template(template)
+
+
+def test_a_key_built_at_render_time_is_still_refused_by_the_sandbox():
+    from jinja2.exceptions import SecurityError, UndefinedError
+
+    template = "{% set k = '%c%cclass%c%c'|format(95,95,95,95) %}{{ text[k] }}"
+    check_template(template)  # cannot be seen before rendering ...
+    with pytest.raises((SecurityError, UndefinedError)):  # ... and cannot reach anything when rendered
+        render(template, text="a review")
 
 
 def test_sandbox_is_immutable():
