@@ -382,7 +382,10 @@ def run_matrix(
                             f"{name}: {err}; its checkpoints were removed, cell retrained"
                         )
                         log.warning(outcome.warnings[-1])
-                        shutil.rmtree(work_dir, ignore_errors=True)
+                        # (Under a data-parallel launch the other ranks hit this too; only rank 0
+                        # deletes. Known limit: they may still read the old folder before it goes.)
+                        if is_main_process():
+                            shutil.rmtree(work_dir, ignore_errors=True)
                         start = time.perf_counter()
                         fitted = route.fit(ctx)
                     fit_seconds = time.perf_counter() - start
