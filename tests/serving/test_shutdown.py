@@ -18,7 +18,7 @@ from tests.serving.run_stub_server import start_stub_server
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_drains_in_flight_requests_then_exits(tmp_path):
     log_db = tmp_path / "log.sqlite"
-    proc, base = start_stub_server(log_db, 1.0)
+    proc, base = start_stub_server(log_db, 2.0)
     try:
 
         def ask(i: int) -> int:
@@ -27,10 +27,10 @@ def test_sigterm_drains_in_flight_requests_then_exits(tmp_path):
 
         with ThreadPoolExecutor(3) as ex:
             in_flight = [ex.submit(ask, i) for i in range(3)]
-            time.sleep(0.4)  # they are queued or running (each batch takes 1 s)
+            time.sleep(0.4)  # they are queued or running (each batch takes 2 s)
             stopped_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            time.sleep(0.2)
+            time.sleep(0.6)  # the server stops accepting within a tick of its loop (0.1 s), even if slow
             # While those drain, a new request is refused (the listening socket is closed, or 503).
             assert not all(f.done() for f in in_flight)
             try:
