@@ -452,24 +452,34 @@ def _pair_with_best(
     return best.majority_correct(), other.majority_correct(), "majority_row", ()
 
 
+def paired_bootstrap_f1(
+    labels: np.ndarray,
+    a: Sequence[np.ndarray],
+    b: Sequence[np.ndarray],
+    num_labels: int,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 1,
+) -> tuple[float, float]:
+    """(difference, two-sided p) of mean macro-F1, ``a`` minus ``b`` (each a list of prediction arrays,
+    e.g. one per seed), by a paired bootstrap over rows: both scored on the same resamples, and p is
+    twice the smaller tail of the resampled differences around 0."""
+
+    def mean_f1(preds: Sequence[np.ndarray], idx: np.ndarray) -> np.ndarray:
+        return np.mean([resampled_macro_f1(labels, x, idx, num_labels) for x in preds], axis=0)
+
+    whole = np.arange(len(labels))[None]
+    observed = float(mean_f1(a, whole)[0] - mean_f1(b, whole)[0])
+    idx = _bootstrap_idx(len(labels), samples, seed=seed)
+    diff = mean_f1(a, idx) - mean_f1(b, idx)
+    return observed, min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
+
+
 def _f1_test(best: _CellData, other: _CellData, shared: tuple[int, ...], samples: int) -> tuple[float, float]:
-    """(difference, two-sided p) of macro-F1, best minus other, by a paired bootstrap over test rows:
-    both cells are scored on the same resamples (averaged over the shared seeds, or on the
-    seed-averaged predictions when they share none), and p is twice the smaller tail of the
-    resampled differences around 0."""
+    """Best minus other in macro-F1, averaged over the shared seeds, or on the seed-averaged
+    predictions when they share none."""
     a = [best.preds[s] for s in shared] or [best.majority_preds()]
     b = [other.preds[s] for s in shared] or [other.majority_preds()]
-    n, y, k = len(best.labels), best.labels, best.num_labels
-
-    def mean_f1(preds: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
-        return np.mean([resampled_macro_f1(y, x, idx, k) for x in preds], axis=0)
-
-    whole = np.arange(n)[None]
-    observed = float(mean_f1(a, whole)[0] - mean_f1(b, whole)[0])
-    idx = _bootstrap_idx(n, samples, seed=1)
-    diff = mean_f1(a, idx) - mean_f1(b, idx)
-    p = min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
-    return observed, p
+    return paired_bootstrap_f1(best.labels, a, b, best.num_labels, samples)
 
 
 def _compare_with_best(

@@ -242,7 +242,7 @@ def choose(
     correctness for accuracy, a paired bootstrap of the difference for macro-F1). With 32–64
     selection examples the top of a 100-trial search is mostly luck; switching only on evidence keeps
     few-shot from doing worse than zero-shot (what it does when it picks by raw accuracy)."""
-    from tasktune.evaluation.compare import resampled_macro_f1
+    from tasktune.evaluation.compare import paired_bootstrap_f1
     from tasktune.evaluation.significance import mcnemar_exact
 
     best = max(trials, key=Trial.key)
@@ -256,13 +256,7 @@ def choose(
     if best.metric == "macro_f1":
         y = np.array([best.preds[r][0] for r in rows])
         pa, pb = (np.array([t.preds[r][1] for r in rows]) for t in (best, base))
-        idx = np.random.default_rng(0).integers(0, len(rows), size=(2000, len(rows)))
-        whole = np.arange(len(rows))[None]
-        gain = float(
-            resampled_macro_f1(y, pa, whole, num_labels)[0] - resampled_macro_f1(y, pb, whole, num_labels)[0]
-        )
-        diff = resampled_macro_f1(y, pa, idx, num_labels) - resampled_macro_f1(y, pb, idx, num_labels)
-        p = min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
+        gain, p = paired_bootstrap_f1(y, [pa], [pb], num_labels, samples=2000, seed=0)
         test = "paired bootstrap of macro-F1"
     if gain > 0 and p < alpha:
         return best, {
