@@ -43,6 +43,7 @@ class CurvePoint:
     train_loss: float | None
     dev_accuracy: float | None
     lr: float | None
+    dev_macro_f1: float | None = None  # logged since the task metric drives selection; older runs lack it
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,16 @@ class CellSummary:
     versus_best: VersusBest | None = None
     macro_f1_std: float | None = None  # over seeds, like accuracy_std
     macro_f1_ci95: tuple[float, float] | None = None  # bootstrap over test rows of the seed mean
+    macro_f1_per_seed: tuple[float, ...] = ()  # empty in comparisons saved before it was kept
 
     def score(self, metric: str = "accuracy") -> float:
         return self.macro_f1_mean if metric == "macro_f1" else self.accuracy_mean
 
     def score_std(self, metric: str = "accuracy") -> float | None:
         return self.macro_f1_std if metric == "macro_f1" else self.accuracy_std
+
+    def score_per_seed(self, metric: str = "accuracy") -> tuple[float, ...]:
+        return self.macro_f1_per_seed if metric == "macro_f1" else self.accuracy_per_seed
 
     def score_ci(self, metric: str = "accuracy") -> tuple[float, float]:
         if metric == "macro_f1" and self.macro_f1_ci95 is not None:
@@ -362,6 +367,7 @@ def _summarise_cell(
         macro_f1_mean=float(np.mean(f1_per_seed)),
         macro_f1_std=float(np.std(f1_per_seed, ddof=1)) if len(seeds) > 1 else None,
         macro_f1_ci95=f1_ci,
+        macro_f1_per_seed=tuple(float(f) for f in f1_per_seed),
         ece_mean=float(np.mean([m["ece"] for m in per_seed_metrics])),
         nll_mean=_mean_or_none([m.get("nll") for m in per_seed_metrics]),
         cost=_cost(results),
@@ -417,6 +423,7 @@ def _learning_curve(seed: int, route_config: dict[str, Any]) -> LearningCurve:
             continue  # a malformed point is skipped rather than sinking the whole report
         dev = p.get("dev")
         dev_acc = dev.get("accuracy") if isinstance(dev, dict) else None
+        dev_f1 = dev.get("macro_f1") if isinstance(dev, dict) else None
         points.append(
             CurvePoint(
                 step=int(p["step"]),
@@ -425,6 +432,7 @@ def _learning_curve(seed: int, route_config: dict[str, Any]) -> LearningCurve:
                 else None,
                 dev_accuracy=_finite(dev_acc) if isinstance(dev_acc, int | float) else None,
                 lr=_finite(p.get("lr")) if isinstance(p.get("lr"), int | float) else None,
+                dev_macro_f1=_finite(dev_f1) if isinstance(dev_f1, int | float) else None,
             )
         )
     return LearningCurve(seed=seed, points=tuple(points))
@@ -556,6 +564,7 @@ def _comparison_from_dict(data: dict[str, Any]) -> Comparison:
                     "seeds": tuple(c["seeds"]),
                     "labels": tuple(c["labels"]),
                     "accuracy_per_seed": tuple(c["accuracy_per_seed"]),
+                    "macro_f1_per_seed": tuple(c.get("macro_f1_per_seed") or ()),
                     "accuracy_ci95": tuple(c["accuracy_ci95"]),
                     "macro_f1_ci95": tuple(c["macro_f1_ci95"]) if c.get("macro_f1_ci95") else None,
                     "confusion": tuple(tuple(r) for r in c["confusion"]),

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from tasktune.evaluation.compare import CellSummary, Comparison
+from tasktune.evaluation.compare import METRIC_NAMES, CellSummary, Comparison, CurvePoint
 from tasktune.evaluation.formatting import format_p
 
 _RC = {
@@ -70,7 +70,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _pareto_front(points: Sequence[tuple[float, float, str]]) -> list[str]:
-    """Keys of the points not dominated (lower or equal x and higher or equal accuracy, one strictly)."""
+    """Keys of the points not dominated (lower or equal x and higher or equal score, one strictly)."""
     front, best_acc = [], -1.0
     for _x, acc, key in sorted(points, key=lambda p: (p[0], -p[1], p[2])):
         if acc > best_acc:
@@ -79,19 +79,20 @@ def _pareto_front(points: Sequence[tuple[float, float, str]]) -> list[str]:
     return front
 
 
-def _accuracy_range(ax: Axes, comparison: Comparison, points: Sequence[tuple[float, float, str]]) -> None:
+def _score_range(ax: Axes, comparison: Comparison, points: Sequence[tuple[float, float, str]]) -> None:
     """Zoom the y axis on the plotted cells; the majority baseline is a line when it falls inside, and
     a note when far below (drawing it would squash the differences that matter into a few pixels)."""
     if not points:
         return
-    los = [comparison.cell(key).accuracy_ci95[0] * 100 for _, _, key in points]
-    his = [comparison.cell(key).accuracy_ci95[1] * 100 for _, _, key in points]
+    m = comparison.metric
+    los = [comparison.cell(key).score_ci(m)[0] * 100 for _, _, key in points]
+    his = [comparison.cell(key).score_ci(m)[1] * 100 for _, _, key in points]
     low, high = min(los), max(his)
     margin = max((high - low) * 0.08, 0.5)
     low, high = max(low - margin, 0.0), min(high + margin, 100.0)
     baseline = next((c for c in comparison.cells if c.is_baseline), None)
     if baseline is not None:
-        acc = baseline.accuracy_mean * 100
+        acc = baseline.score(m) * 100
         if acc >= low - 2 * margin:
             low = min(low, acc - margin)
             ax.axhline(acc, color="0.5", linestyle=":", linewidth=1)
@@ -116,7 +117,8 @@ def _plain_ticks(ax: Axes) -> None:
 def pareto_figure(
     comparison: Comparison, recommended: str | None, *, x: str, fig_id: str, title: str
 ) -> ReportFigure:
-    """Accuracy against a cost (x='params' or 'latency'); the Pareto front joined by a step line."""
+    """The task's metric against a cost (x='params' or 'latency'); the Pareto front joined by a step line."""
+    m = comparison.metric
     with mpl.rc_context(_RC):
         fig = _new_figure(6.4, 4.2)
         ax = fig.add_subplot()
@@ -129,11 +131,11 @@ def pareto_figure(
             if value is None:
                 missing.append(c.display)
                 continue
-            points.append((float(value), c.accuracy_mean * 100, c.key))
+            points.append((float(value), c.score(m) * 100, c.key))
         front = _pareto_front(points)
         for value, acc, key in points:
             c = comparison.cell(key)
-            lo, hi = (v * 100 for v in c.accuracy_ci95)
+            lo, hi = (v * 100 for v in c.score_ci(m))
             on_front = key in front
             ax.errorbar(
                 value,
@@ -178,7 +180,7 @@ def pareto_figure(
                 linewidth=1,
                 label="Pareto front",
             )
-        _accuracy_range(ax, comparison, points)
+        _score_range(ax, comparison, points)
         if x == "params":
             # symlog keeps prompting's 0 trainable parameters on the axis next to 10^4 and 10^8.
             ax.set_xscale("symlog", linthresh=1, linscale=0.4)
@@ -189,7 +191,7 @@ def pareto_figure(
                 ax.set_xscale("log")
                 _plain_ticks(ax)
             ax.set_xlabel("single-example latency p50, ms (log scale)")
-        ax.set_ylabel("test accuracy, % (95% CI)")
+        ax.set_ylabel(f"test {METRIC_NAMES[m]}, % (95% CI)")
         if not points:
             ax.text(0.5, 0.5, "not measured for any cell", ha="center", va="center", transform=ax.transAxes)
             ax.set_xticks([])  # empty axes: ticks 0-1 would read as measurements
@@ -197,28 +199,31 @@ def pareto_figure(
         elif points:
             ax.legend(fontsize=7, loc="best", frameon=False)
         ax.set_title(title, loc="left", fontsize=10)
-        caption = "Circled points lie on the Pareto front (no other cell is both cheaper and more accurate)."
+        better = "more accurate" if m == "accuracy" else f"higher in {METRIC_NAMES[m]}"
+        caption = f"Circled points lie on the Pareto front (no other cell is both cheaper and {better})."
         if missing:
             caption += f" Not shown (not measured): {', '.join(missing)}."
         return ReportFigure(fig_id, title, caption, _to_svg(fig))
 
 
 def accuracy_bars(comparison: Comparison, recommended: str | None) -> ReportFigure:
+    """One bar per cell in the task's metric (the one the cells are ranked and tested on)."""
+    m = comparison.metric
+    name = METRIC_NAMES[m]
     cells = list(comparison.cells)
     colors = cell_colors(comparison)
     with mpl.rc_context(_RC):
         fig = _new_figure(7.5, 0.9 + 0.42 * len(cells))
         ax = fig.add_subplot()
-        ys = list(range(len(cells)))[::-1]  # most accurate at the top
+        ys = list(range(len(cells)))[::-1]  # best at the top
         for y, c in zip(ys, cells, strict=True):
-            acc = c.accuracy_mean * 100
-            lo, hi = (v * 100 for v in c.accuracy_ci95)
+            acc = c.score(m) * 100
+            lo, hi = (v * 100 for v in c.score_ci(m))
             ax.barh(y, acc, color=colors[c.key], alpha=0.85, height=0.65)
             ax.errorbar(acc, y, xerr=[[acc - lo], [hi - acc]], fmt="none", ecolor="black", capsize=3, lw=1)
-            if len(c.seeds) > 1:
-                ax.scatter(
-                    [a * 100 for a in c.accuracy_per_seed], [y] * len(c.seeds), s=9, color="black", zorder=3
-                )
+            per_seed = c.score_per_seed(m)
+            if len(per_seed) > 1:
+                ax.scatter([a * 100 for a in per_seed], [y] * len(per_seed), s=9, color="black", zorder=3)
             note = "best" if c.key == comparison.best else ""
             if c.versus_best is not None:
                 note = format_p(c.versus_best.p_holm) + (" ▼" if c.versus_best.significantly_below else "")
@@ -231,11 +236,12 @@ def accuracy_bars(comparison: Comparison, recommended: str | None) -> ReportFigu
             )
         ax.set_yticks(ys, [short_label(c) + f" ({plain(c.protocol)})" for c in cells])
         ax.set_xlim(0, 118)
-        ax.set_xlabel("test accuracy, %: bar = mean over seeds, whiskers = 95% CI, dots = seeds")
+        ax.set_xlabel(f"test {name}, %: bar = mean over seeds, whiskers = 95% CI, dots = seeds")
         ax.grid(axis="y", visible=False)
-        title = "Accuracy per cell"
+        title = f"{name[0].upper()}{name[1:]} per cell"
         ax.set_title(title, loc="left", fontsize=10)
-        caption = "p: Holm-adjusted exact McNemar against the best cell; ▼ significantly below it."
+        test = "exact McNemar" if m == "accuracy" else "paired bootstrap of the macro-F1 difference"
+        caption = f"p: Holm-adjusted {test} against the best cell; ▼ significantly below it."
         return ReportFigure("accuracy-bars", title, caption, _to_svg(fig))
 
 
@@ -271,11 +277,17 @@ def confusion_figure(c: CellSummary, fig_id: str) -> ReportFigure:
         return ReportFigure(fig_id, f"Confusion matrix: {c.display}", caption, _to_svg(fig, tight=False))
 
 
+def _dev_score(point: CurvePoint, metric: str) -> float | None:
+    return point.dev_macro_f1 if metric == "macro_f1" else point.dev_accuracy
+
+
 def learning_curves(comparison: Comparison) -> ReportFigure | None:
     cells = [c for c in comparison.cells if c.learning_curves]
     if not cells:
         return None
     colors = cell_colors(comparison)
+    m = comparison.metric
+    name = METRIC_NAMES[m]
     with mpl.rc_context(_RC):
         fig = _new_figure(10.5, 3.8)
         dev_ax, loss_ax = fig.subplots(1, 2)
@@ -283,7 +295,7 @@ def learning_curves(comparison: Comparison) -> ReportFigure | None:
         for c in cells:
             for i, curve in enumerate(c.learning_curves):
                 label = short_label(c) if i == 0 else None
-                dev = [(p.step, p.dev_accuracy * 100) for p in curve.points if p.dev_accuracy is not None]
+                dev = [(p.step, v * 100) for p in curve.points if (v := _dev_score(p, m)) is not None]
                 loss = [(p.step, p.train_loss) for p in curve.points if p.train_loss is not None]
                 positive_loss &= all(v > 0 for _, v in loss)
                 if dev:
@@ -300,8 +312,8 @@ def learning_curves(comparison: Comparison) -> ReportFigure | None:
                         *zip(*loss, strict=True), color=colors[c.key], lw=1.2, alpha=0.8, label=label
                     )
         dev_ax.set_xlabel("step")
-        dev_ax.set_ylabel("dev accuracy, %")
-        dev_ax.set_title("Dev accuracy (one line per seed)", loc="left", fontsize=10)
+        dev_ax.set_ylabel(f"dev {name}, %")
+        dev_ax.set_title(f"Dev {name} (one line per seed)", loc="left", fontsize=10)
         loss_ax.set_xlabel("step")
         loss_ax.set_ylabel("training loss" + (" (log scale)" if positive_loss else ""))
         if positive_loss:
@@ -311,9 +323,7 @@ def learning_curves(comparison: Comparison) -> ReportFigure | None:
         handles, labels = loss_ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
         title = "Learning curves of the trained routes"
-        caption = (
-            "Dev accuracy and training loss as logged during training, every seed of every trained cell."
-        )
+        caption = f"Dev {name} and training loss as logged during training, every seed of every trained cell."
         return ReportFigure("learning-curves", title, caption, _to_svg(fig))
 
 
@@ -321,16 +331,18 @@ def all_figures(
     comparison: Comparison, recommended: str | None
 ) -> tuple[list[ReportFigure], list[ReportFigure]]:
     """(main figures, one confusion matrix per cell)."""
+    name = METRIC_NAMES[comparison.metric]
+    name = name[0].upper() + name[1:]
     main = [
         pareto_figure(
             comparison,
             recommended,
             x="params",
             fig_id="pareto-params",
-            title="Accuracy vs trainable parameters",
+            title=f"{name} vs trainable parameters",
         ),
         pareto_figure(
-            comparison, recommended, x="latency", fig_id="pareto-latency", title="Accuracy vs latency (p50)"
+            comparison, recommended, x="latency", fig_id="pareto-latency", title=f"{name} vs latency (p50)"
         ),
         accuracy_bars(comparison, recommended),
     ]

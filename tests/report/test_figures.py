@@ -1,0 +1,57 @@
+"""The report's figures plot the task's metric, the one the cells are ranked and tested on."""
+
+import pytest
+from matplotlib.axes import Axes
+
+from tasktune.evaluation.compare import cell_key, summarise
+from tasktune.report.figures import all_figures
+from tests.evaluation.synthetic import correctness, make_result
+
+
+def _three_class_cells():
+    """'lumpy' misses all of class c (accuracy 66.7 %, macro-F1 55.6 %); 'even' misses 37 rows of each
+    class (63.0 % both): ranked by macro-F1, 'even' is best."""
+    labels = ("a", "b", "c")
+    n = 300
+    curve = [{"step": 4, "train_loss": 0.5, "dev": {"accuracy": 0.9, "macro_f1": 0.4}, "lr": 0.01}]
+    shared = {"labels": labels, "curve": curve, "trainable": 10}
+    return [
+        make_result("lumpy", "tiny-llama", correctness(n, [i for i in range(n) if i % 3 == 2]), **shared),
+        make_result("even", "tiny-llama", correctness(n, range(111)), **shared),
+    ]
+
+
+def _bar_widths(monkeypatch, comparison):
+    widths = []
+    original = Axes.barh
+
+    def record(self, y, width, *args, **kwargs):
+        widths.append(width)
+        return original(self, y, width, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "barh", record)
+    main, _ = all_figures(comparison, None)
+    return main, widths
+
+
+def test_macro_f1_task_figures_plot_macro_f1(monkeypatch):
+    comparison = summarise(_three_class_cells(), metric="macro_f1")
+    lumpy = comparison.cell(cell_key("lumpy", "tiny-llama", "few"))
+    assert lumpy.score_per_seed("macro_f1") == pytest.approx((5 / 9,))
+    main, widths = _bar_widths(monkeypatch, comparison)
+    # Best first: 'even' (63.0) then 'lumpy' at its macro-F1 (55.6), not its accuracy (66.7).
+    assert widths == pytest.approx([63.0, 500 / 9])
+    titles = {f.id: f for f in main}
+    assert titles["accuracy-bars"].title == "Macro-F1 per cell"
+    assert "paired bootstrap" in titles["accuracy-bars"].caption
+    assert titles["pareto-params"].title == "Macro-F1 vs trainable parameters"
+    assert "Dev macro-F1" in titles["learning-curves"].caption
+    assert lumpy.learning_curves[0].points[0].dev_macro_f1 == pytest.approx(0.4)
+
+
+def test_accuracy_task_figures_plot_accuracy(monkeypatch):
+    comparison = summarise(_three_class_cells())
+    main, widths = _bar_widths(monkeypatch, comparison)
+    assert widths == pytest.approx([200 / 3, 63.0])
+    bars = next(f for f in main if f.id == "accuracy-bars")
+    assert bars.title == "Accuracy per cell" and "McNemar" in bars.caption
