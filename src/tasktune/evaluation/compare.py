@@ -482,6 +482,21 @@ def paired_bootstrap_f1(
     return observed, min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
 
 
+def paired_gain(
+    labels: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str, num_labels: int
+) -> tuple[float, float, str]:
+    """(gain of ``a`` over ``b`` in ``metric``, two-sided p, the test's name) for two prediction arrays
+    on the same rows: exact McNemar on correctness for accuracy, a paired bootstrap for macro-F1. Used
+    where one choice is kept unless another beats it on evidence (prompt search, label texts)."""
+    from tasktune.evaluation.significance import mcnemar_exact
+
+    if metric == "macro_f1":
+        gain, p = paired_bootstrap_f1(labels, [a], [b], num_labels, samples=2000, seed=0)
+        return gain, p, "paired bootstrap of macro-F1"
+    right_a, right_b = a == labels, b == labels
+    return float(right_a.mean() - right_b.mean()), mcnemar_exact(right_a, right_b).p_value, "McNemar"
+
+
 def _f1_test(best: _CellData, other: _CellData, shared: tuple[int, ...], samples: int) -> tuple[float, float]:
     """Best minus other in macro-F1, averaged over the shared seeds, or on the seed-averaged
     predictions when they share none."""

@@ -76,8 +76,8 @@ def test_zero_shot_prompt_is_kept_unless_beaten_significantly(task):
     rows = range(60)
 
     def trial(config, n_right):
-        correct = {r: r < n_right for r in rows}
-        return Trial(config, n_right / 60, 0.5, correct)
+        preds = {r: (1, int(r < n_right)) for r in rows}  # (label, prediction): right on the first n_right
+        return Trial(config, n_right / 60, 0.5, preds)
 
     base = trial(default, 40)
     slightly_better = trial(other, 43)  # 3 more right: noise at n=60
@@ -107,7 +107,7 @@ def test_search_scores_a_bounded_sample_of_held_out_train(task, tiny_llama, monk
     assert scored and all(len(DEV) + 8 <= n <= len(DEV) + 10 for n in scored)
     zero_demo = [t for t in result.trials if t.config.demos_per_class == 0]
     one_demo = [t for t in result.trials if t.config.demos_per_class == 1]
-    assert set(one_demo[0].correct) <= set(zero_demo[0].correct)  # the same examples, keyed alike
+    assert set(one_demo[0].preds) <= set(zero_demo[0].preds)  # the same examples, keyed alike
     picked = search_module.stratified_sample(train, 10, 13, 2)
     assert [e.label for e in picked].count(0) == 5 and picked == sorted(picked, key=lambda e: e.row)
 
@@ -122,7 +122,6 @@ def test_a_macro_f1_task_chooses_prompts_by_macro_f1(task):
     y = [0] * 90 + [1] * 10
 
     def trial(config, preds):
-        right = {i: p == t for i, (t, p) in enumerate(zip(y, preds, strict=True))}
         f1 = np.mean(
             [
                 2
@@ -132,8 +131,8 @@ def test_a_macro_f1_task_chooses_prompts_by_macro_f1(task):
             ]
         )
         preds_by_row = {i: (t, p) for i, (t, p) in enumerate(zip(y, preds, strict=True))}
-        acc = float(np.mean(list(right.values())))
-        return Trial(config, acc, 0.5, right, dev_macro_f1=float(f1), preds=preds_by_row, metric="macro_f1")
+        acc = float(np.mean([t == p for t, p in preds_by_row.values()]))
+        return Trial(config, acc, 0.5, preds_by_row, dev_macro_f1=float(f1), metric="macro_f1")
 
     always_zero = trial(default, [0] * 100)  # 90 % accuracy, macro-F1 47 %
     balanced = trial(other, [0] * 75 + [1] * 15 + [1] * 10)  # 85 % accuracy, macro-F1 ~77 %
@@ -141,8 +140,38 @@ def test_a_macro_f1_task_chooses_prompts_by_macro_f1(task):
     assert best is balanced and not decision["kept_default"]
     assert "paired bootstrap of macro-F1" in decision["reason"]
     accuracy_best, _ = choose(
-        [Trial(t.config, t.dev_accuracy, t.dev_nll, t.correct) for t in (always_zero, balanced)],
+        [Trial(t.config, t.dev_accuracy, t.dev_nll, t.preds) for t in (always_zero, balanced)],
         default,
         alpha=0.1,
     )
     assert accuracy_best.config == default  # by accuracy the zero-shot prompt is ahead
+
+
+def test_encoder_label_text_is_chosen_on_the_task_metric(task, tiny_bert_dir, monkeypatch):
+    """On imbalanced data, descriptions that call everything negative win on accuracy (90 %) while
+    label words that find the positives win on macro-F1 (~77 % vs 47 %): a macro-F1 task takes the words."""
+    from tasktune.backbones.loading import load_backbone
+    from tasktune.routes.prompting import encoder
+
+    train = tuple(Example(f"review {i}", int(i % 10 == 9), row=i + 1) for i in range(200))
+    dev = tuple(Example(f"dev review {i}", int(i % 10 == 9), row=1000 + i) for i in range(20))
+    # 'words' finds every positive and calls a third as many negatives positive (85 % right).
+    wrong_negatives = {e.text for e in (*dev, *train) if e.label == 0}
+    wrong_negatives = set(sorted(wrong_negatives)[: len(wrong_negatives) // 6])
+
+    def scripted(self, batch):
+        if self.style == "words":
+            preds = [int(e.label == 1 or e.text in wrong_negatives) for e in batch]
+        else:
+            preds = [0] * len(batch)
+        return np.eye(2)[preds]
+
+    monkeypatch.setattr(encoder.SimilarityScorer, "predict_proba", scripted)
+    bert = load_backbone(str(tiny_bert_dir), device="cpu")
+    for metric, chosen in (("accuracy", "description"), ("macro_f1", "words")):
+        spec = task.model_copy(update={"metric": metric})
+        fitted = get_route("prompting").fit(FitContext(spec, train, dev, "few", 13, bert))
+        selection = fitted.config["selection"]
+        assert fitted.config["label_text"] == chosen, selection
+        assert selection["metric"] == metric
+    assert selection["test"] == "paired bootstrap of macro-F1" and selection["p_value"] < 0.1

@@ -151,9 +151,11 @@ class PromptingRoute:
         )
 
     def _fit_encoder(self, ctx: FitContext) -> Fitted:
-        """Label descriptions (the zero-shot choice) unless another label text wins significantly on
-        dev + train (nothing here is shown to the model, so all labelled data can select)."""
-        from tasktune.evaluation.significance import mcnemar_exact
+        """Label descriptions (the zero-shot choice) unless another label text wins significantly in the
+        task's metric on dev + train (nothing here is shown to the model, so all labelled data can
+        select)."""
+        from tasktune.evaluation.compare import paired_gain
+        from tasktune.evaluation.metrics import confusion_matrix, per_class_prf
 
         style = "description"
         decision: dict = {}
@@ -163,20 +165,30 @@ class PromptingRoute:
                 *ctx.train[:SEARCH_DEV_LIMIT],
             ]
             y = np.array([e.label for e in selection])
-            right = {
+            preds = {
                 candidate: SimilarityScorer(ctx.backbone, ctx.task, candidate)
                 .predict_proba(selection)
                 .argmax(1)
-                == y
                 for candidate in ("description", "words", "name")
             }
-            best = max(right, key=lambda c: right[c].mean())
-            p = mcnemar_exact(right[best], right["description"]).p_value
-            if best != "description" and right[best].mean() > right["description"].mean() and p < 0.1:
+            metric, n = ctx.task.metric, ctx.task.num_labels
+            scores = {
+                c: float(
+                    (p == y).mean()
+                    if metric == "accuracy"
+                    else per_class_prf(confusion_matrix(y, p, n))[2].mean()
+                )
+                for c, p in preds.items()
+            }
+            best = max(scores, key=lambda c: scores[c])  # the first (descriptions) on ties
+            gain, p_value, test = paired_gain(y, preds[best], preds["description"], metric, n)
+            if best != "description" and gain > 0 and p_value < 0.1:
                 style = best
             decision = {
-                "accuracy": {c: float(r.mean()) for c, r in right.items()},
-                "p_value": p,
+                "metric": metric,
+                "scores": scores,
+                "test": test,
+                "p_value": p_value,
                 "chosen": style,
             }
         scorer = SimilarityScorer(ctx.backbone, ctx.task, style)

@@ -70,9 +70,8 @@ class Trial:
     config: PromptConfig
     dev_accuracy: float
     dev_nll: float
-    correct: dict[int, bool] = field(default_factory=dict, repr=False)  # example (its place) → right?
-    dev_macro_f1: float = 0.0
     preds: dict[int, tuple[int, int]] = field(default_factory=dict, repr=False)  # place → (label, pred)
+    dev_macro_f1: float = 0.0
     metric: str = "accuracy"  # the task's: what key() ranks by
 
     def key(self) -> tuple[float, float]:
@@ -201,21 +200,9 @@ def search(
                     }
                 )
                 pred = probs.argmax(1)
-                right = pred == y
                 f1 = per_class_prf(confusion_matrix(y, pred, task.num_labels))[2].mean()
-                trials.append(
-                    Trial(
-                        chosen,
-                        acc,
-                        nll,
-                        {place[id(e)]: bool(r) for e, r in zip(evaluated, right, strict=True)},
-                        dev_macro_f1=float(f1),
-                        preds={
-                            place[id(e)]: (int(t), int(q)) for e, t, q in zip(evaluated, y, pred, strict=True)
-                        },
-                        metric=metric,
-                    )
-                )
+                preds = {place[id(e)]: (int(t), int(q)) for e, t, q in zip(evaluated, y, pred, strict=True)}
+                trials.append(Trial(chosen, acc, nll, preds, dev_macro_f1=float(f1), metric=metric))
     default = zero_shot_config(task, has_unlabelled=bool(unlabelled)).model_copy(
         update={"chat": has_chat, "demos_per_class": 0, "seed": seed}
     )
@@ -242,22 +229,16 @@ def choose(
     correctness for accuracy, a paired bootstrap of the difference for macro-F1). With 32–64
     selection examples the top of a 100-trial search is mostly luck; switching only on evidence keeps
     few-shot from doing worse than zero-shot (what it does when it picks by raw accuracy)."""
-    from tasktune.evaluation.compare import paired_bootstrap_f1
-    from tasktune.evaluation.significance import mcnemar_exact
+    from tasktune.evaluation.compare import paired_gain
 
     best = max(trials, key=Trial.key)
     base = next((t for t in trials if _same_prompt(t.config, default)), None)
     if base is None or base is best:
         return best, {"kept_default": base is best, "reason": f"best on dev: {best.config.name}"}
-    rows = sorted(set(best.correct) & set(base.correct))
-    a = np.array([best.correct[r] for r in rows])
-    b = np.array([base.correct[r] for r in rows])
-    p, gain, test = mcnemar_exact(a, b).p_value, float(a.mean() - b.mean()), "McNemar"
-    if best.metric == "macro_f1":
-        y = np.array([best.preds[r][0] for r in rows])
-        pa, pb = (np.array([t.preds[r][1] for r in rows]) for t in (best, base))
-        gain, p = paired_bootstrap_f1(y, [pa], [pb], num_labels, samples=2000, seed=0)
-        test = "paired bootstrap of macro-F1"
+    rows = sorted(set(best.preds) & set(base.preds))
+    y = np.array([best.preds[r][0] for r in rows])
+    pa, pb = (np.array([t.preds[r][1] for r in rows]) for t in (best, base))
+    gain, p, test = paired_gain(y, pa, pb, best.metric, num_labels)
     if gain > 0 and p < alpha:
         return best, {
             "kept_default": False,
