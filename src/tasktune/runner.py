@@ -382,8 +382,10 @@ def run_matrix(
                             f"{name}: {err}; its checkpoints were removed, cell retrained"
                         )
                         log.warning(outcome.warnings[-1])
-                        # (Under a data-parallel launch the other ranks hit this too; only rank 0
-                        # deletes. Known limit: they may still read the old folder before it goes.)
+                        # Under a data-parallel launch every rank finds the same mismatch (same
+                        # settings and data) and only rank 0 deletes. A rank that reads the folder
+                        # mid-deletion sees it incomplete or gone and also starts at step 0; the loop
+                        # checks that all ranks start from the same step, so no rank can resume alone.
                         if is_main_process():
                             shutil.rmtree(work_dir, ignore_errors=True)
                         start = time.perf_counter()
