@@ -26,3 +26,15 @@ def test_a_small_queue_can_be_served_once_requests_are_bounded_below_it(tmp_path
     assert "max_texts (64) cannot exceed queue_rows (10)" in capsys.readouterr().err
     assert main([*base, "--max-texts", "8", "--shutdown-grace-s", "5"]) == 0
     assert started["timeout_graceful_shutdown"] == 5
+
+
+def test_an_unusable_log_database_is_named_before_serving(tmp_path, capsys, monkeypatch):
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: (_ for _ in ()).throw(AssertionError("served")))
+    (tmp_path / "reg").mkdir()
+    url = "nosuchdb://admin:s3cret@db.example/tasktune"
+    assert main(["serve", "--registry", str(tmp_path / "reg"), "--log-url", url]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the prediction log at nosuchdb://admin:***@db.example/tasktune" in err
+    assert "s3cret" not in err

@@ -58,6 +58,12 @@ def serve(
         "prefix_cache_mb", "--prefix-cache-mb", "Memory for soft prompts' computed key/value prefixes (LRU)."
     ),
     log_db: Path = typer.Option(None, "--log-db", help="Prediction log (default <registry>/serving.sqlite)."),
+    log_url: str = typer.Option(
+        None,
+        "--log-url",
+        help="Prediction log in a database instead (e.g. one PostgreSQL shared by several servers; "
+        "default $TASKTUNE_LOG_URL).",
+    ),
     log_predictions: bool = _opt(
         "log_predictions", "--log-predictions/--no-log-predictions", "Keep every prediction (monitoring)."
     ),
@@ -98,6 +104,9 @@ def serve(
         raise TaskTuneError(f"invalid serve settings: {problems}") from None
     if not registry.is_dir():
         raise TaskTuneError(f"registry folder {registry} does not exist (run `tasktune run` first)")
+    from tasktune.serving.monitor import PredictionLog
+
+    PredictionLog(settings.log_target).close()  # a bad URL or an unreachable database: say so before serving
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -57,7 +57,7 @@ aliases = Table(
 )
 
 
-def _setup_sqlite(engine: Engine) -> None:
+def _setup_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's implicit BEGIN.
@@ -65,7 +65,7 @@ def _setup_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
         cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = FULL")  # a committed version survives power loss
+        cur.execute(f"PRAGMA synchronous = {synchronous}")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
@@ -85,15 +85,18 @@ def redact(url: str) -> str:
         return url.split(":", 1)[0] + ":…"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, tables: MetaData = metadata, *, synchronous: str = "FULL") -> Engine:
+    """An engine on ``url`` with ``tables`` created if missing. ``synchronous`` (SQLite only): FULL
+    makes a committed registry version survive power loss; NORMAL (with WAL) survives a crash of the
+    process, enough for a log that is written on every request."""
     is_sqlite = url.startswith("sqlite")
     connect_args = {"timeout": BUSY_TIMEOUT_S} if is_sqlite else {}
     engine = create_engine(url, connect_args=connect_args)
     if is_sqlite:
-        _setup_sqlite(engine)
+        _setup_sqlite(engine, synchronous)
     # On SQLite BEGIN IMMEDIATE also serialises concurrent first opens racing on CREATE TABLE.
     with write_tx(engine, serialise=False) as conn:
-        metadata.create_all(conn)
+        tables.create_all(conn)
     return engine
 
 

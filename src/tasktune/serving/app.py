@@ -112,7 +112,7 @@ def create_app(settings: ServeSettings, *, pool: ModelPool | None = None) -> Fas
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state.log = PredictionLog(settings.log_path)
+        state.log = PredictionLog(settings.log_target)
         batcher.start()
         loading = asyncio.create_task(load_then_ready())
         yield

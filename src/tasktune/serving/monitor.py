@@ -1,49 +1,74 @@
-"""The prediction log and feedback (R20): one SQLite row per answered text, feedback keyed by the
-request id and item, live accuracy computed from the log itself.
+"""The prediction log and feedback (R20): one row per answered text, feedback keyed by the request id
+and item, live accuracy computed from the log itself.
 
-SQLite in WAL mode through the standard library: one writer at a time is all a single server needs,
-readers (the dashboard, /metrics) never block it, and the file can be copied and queried offline.
+Through SQLAlchemy Core, like the registry: by default a SQLite file in WAL mode (one writer at a time
+is all a single server needs; readers such as the dashboard and /metrics never block it, and the file
+can be copied and queried offline), or any database URL — e.g. one PostgreSQL database shared by
+several replicas behind a load balancer, so that feedback sent to any of them finds the prediction and
+live accuracy and A/B statistics cover all traffic.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    case,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS predictions (
-    request_id TEXT NOT NULL,
-    item INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    task TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    arm TEXT,
-    input_sha256 TEXT NOT NULL,
-    input_chars INTEGER NOT NULL,
-    label INTEGER NOT NULL,
-    confidence REAL NOT NULL,
-    probs TEXT NOT NULL,
-    latency_ms REAL NOT NULL,
-    PRIMARY KEY (request_id, item)
-);
-CREATE INDEX IF NOT EXISTS predictions_task ON predictions (task, version, ts);
-CREATE TABLE IF NOT EXISTS feedback (
-    request_id TEXT NOT NULL,
-    item INTEGER NOT NULL,
-    label INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    PRIMARY KEY (request_id, item),
-    FOREIGN KEY (request_id, item) REFERENCES predictions (request_id, item)
-);
-"""
+from tasktune.errors import TaskTuneError
+from tasktune.registry import db
+
+# A database URL for the log, shared by several servers (postgresql+psycopg://user@host/tasktune, its
+# driver installed); unset: the SQLite file of --log-db.
+URL_ENV = "TASKTUNE_LOG_URL"
+
+tables = MetaData()
+predictions = Table(
+    "predictions",
+    tables,
+    Column("request_id", String(64), primary_key=True),
+    Column("item", Integer, primary_key=True, autoincrement=False),
+    Column("ts", Float, nullable=False),
+    Column("task", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("arm", String(64), nullable=True),
+    Column("input_sha256", String(64), nullable=False),
+    Column("input_chars", Integer, nullable=False),
+    Column("label", Integer, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("probs", Text, nullable=False),  # JSON list, 6 decimals
+    Column("latency_ms", Float, nullable=False),
+    Index("predictions_task", "task", "version", "ts"),
+)
+feedback = Table(
+    "feedback",
+    tables,
+    Column("request_id", String(64), primary_key=True),
+    Column("item", Integer, primary_key=True, autoincrement=False),
+    Column("label", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    ForeignKeyConstraint(["request_id", "item"], ["predictions.request_id", "predictions.item"]),
+)
 
 
 @dataclass(frozen=True)
@@ -65,23 +90,28 @@ def input_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def log_url(path: Path | str | None = None, url: str | None = None) -> str:
+    """The log's database: ``url``, else $TASKTUNE_LOG_URL, else the SQLite file at ``path``."""
+    if url or os.environ.get(URL_ENV):
+        return url or os.environ[URL_ENV]
+    if path is None:
+        raise ValueError("a prediction log needs a SQLite path or a database URL")
+    return f"sqlite:///{Path(path).absolute()}"
+
+
 class PredictionLog:
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection shared under a lock: sqlite3 connections are not safe across threads otherwise.
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of the app
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+    def __init__(self, target: Path | str):
+        """``target``: a database URL (``scheme://...``) or the path of a SQLite file."""
+        url = str(target) if "://" in str(target) else log_url(target)
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = db.make_engine(url, tables, synchronous="NORMAL")
+        except Exception as err:  # a bad URL or folder, a missing driver, a server that does not answer
+            raise TaskTuneError(f"cannot open the prediction log at {db.redact(url)}: {err}") from err
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.engine.dispose()
 
     def log(
         self,
@@ -95,73 +125,79 @@ class PredictionLog:
     ) -> None:
         ts = time.time() if ts is None else ts
         values = [
-            (
-                request_id,
-                r.item,
-                ts,
-                task,
-                version,
-                arm,
-                input_hash(r.text),
-                len(r.text),
-                int(r.label),
-                float(max(r.probs)),
-                json.dumps([round(float(p), 6) for p in r.probs]),
-                float(latency_ms),
-            )
+            {
+                "request_id": request_id,
+                "item": r.item,
+                "ts": ts,
+                "task": task,
+                "version": version,
+                "arm": arm,
+                "input_sha256": input_hash(r.text),
+                "input_chars": len(r.text),
+                "label": int(r.label),
+                "confidence": float(max(r.probs)),
+                "probs": json.dumps([round(float(p), 6) for p in r.probs]),
+                "latency_ms": float(latency_ms),
+            }
             for r in rows
         ]
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
-            self._db.execute("COMMIT")
+        with db.write_tx(self.engine, serialise=False) as conn:
+            conn.execute(predictions.insert(), values)
 
     def prediction(self, request_id: str) -> tuple[str, int, int] | None:
         """(task, version, number of items) of a logged request, None if unknown."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT task, version, COUNT(*) FROM predictions WHERE request_id = ? GROUP BY task, version",
-                (request_id,),
-            ).fetchone()
+        query = (
+            select(predictions.c.task, predictions.c.version, func.count())
+            .where(predictions.c.request_id == request_id)
+            .group_by(predictions.c.task, predictions.c.version)
+        )
+        with db.read_tx(self.engine) as conn:
+            row = conn.execute(query).first()
         return None if row is None else (row[0], int(row[1]), int(row[2]))
 
     def feedback(self, request_id: str, labels: dict[int, int], ts: float | None = None) -> FeedbackOutcome:
         """Record true labels per item; the same label again is a no-op, a different one a conflict
         (nothing is written then: the caller reports it and the first answer stands)."""
         ts = time.time() if ts is None else ts
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                stored = dict(
-                    self._db.execute(
-                        "SELECT item, label FROM feedback WHERE request_id = ?", (request_id,)
-                    ).fetchall()
-                )
-                conflicts = [i for i, y in labels.items() if i in stored and stored[i] != y]
-                if conflicts:
-                    self._db.execute("ROLLBACK")
-                    return FeedbackOutcome(0, 0, conflicts)
-                new = [(request_id, i, y, ts) for i, y in labels.items() if i not in stored]
-                self._db.executemany("INSERT INTO feedback VALUES (?,?,?,?)", new)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        try:
+            return self._feedback(request_id, labels, ts)
+        except IntegrityError:
+            # Another server recorded feedback for one of these items between our read and our
+            # insert (PostgreSQL; SQLite's write lock serialises this): read again and decide.
+            return self._feedback(request_id, labels, ts)
+
+    def _feedback(self, request_id: str, labels: dict[int, int], ts: float) -> FeedbackOutcome:
+        with db.write_tx(self.engine, serialise=False) as conn:
+            stored = dict(
+                conn.execute(
+                    select(feedback.c.item, feedback.c.label).where(feedback.c.request_id == request_id)
+                ).all()
+            )
+            conflicts = [i for i, y in labels.items() if i in stored and stored[i] != y]
+            if conflicts:
+                return FeedbackOutcome(0, 0, conflicts)
+            new = [
+                {"request_id": request_id, "item": i, "label": y, "ts": ts}
+                for i, y in labels.items()
+                if i not in stored
+            ]
+            if new:
+                conn.execute(feedback.insert(), new)
         return FeedbackOutcome(len(new), len(labels) - len(new), [])
 
     def live_accuracy(self, task: str | None = None) -> list[dict]:
         """Per (task, version): predictions with feedback and how many were right."""
-        sql = (
-            "SELECT p.task, p.version, COUNT(*), SUM(p.label = f.label) FROM predictions p "
-            "JOIN feedback f ON p.request_id = f.request_id AND p.item = f.item"
+        p, f = predictions.c, feedback.c
+        query = (
+            select(p.task, p.version, func.count(), func.sum(case((p.label == f.label, 1), else_=0)))
+            .select_from(predictions.join(feedback, (p.request_id == f.request_id) & (p.item == f.item)))
+            .group_by(p.task, p.version)
+            .order_by(p.task, p.version)
         )
-        args: tuple = ()
         if task is not None:
-            sql += " WHERE p.task = ?"
-            args = (task,)
-        sql += " GROUP BY p.task, p.version ORDER BY p.task, p.version"
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+            query = query.where(p.task == task)
+        with db.read_tx(self.engine) as conn:
+            rows = conn.execute(query).all()
         return [
             {"task": t, "version": int(v), "n_feedback": int(n), "correct": int(c or 0)}
             for t, v, n, c in rows
@@ -169,21 +205,25 @@ class PredictionLog:
 
     def recent(self, task: str, version: int, limit: int) -> dict[str, np.ndarray]:
         """The latest ``limit`` predictions of one version: labels, confidences, input lengths."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT label, confidence, input_chars FROM predictions WHERE task = ? AND version = ? "
-                "ORDER BY ts DESC, request_id, item LIMIT ?",
-                (task, version, limit),
-            ).fetchall()
+        p = predictions.c
+        query = (
+            select(p.label, p.confidence, p.input_chars)
+            .where((p.task == task) & (p.version == version))
+            .order_by(p.ts.desc(), p.request_id, p.item)
+            .limit(limit)
+        )
+        with db.read_tx(self.engine) as conn:
+            rows = [tuple(r) for r in conn.execute(query).all()]
         arr = np.array(rows, dtype=np.float64).reshape(-1, 3)
         return {"labels": arr[:, 0].astype(int), "confidence": arr[:, 1], "length": arr[:, 2].astype(int)}
 
     def label_counts(self, task: str, version: int, num_labels: int) -> list[int]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT label, COUNT(*) FROM predictions WHERE task = ? AND version = ? GROUP BY label",
-                (task, version),
-            ).fetchall()
+        p = predictions.c
+        query = (
+            select(p.label, func.count()).where((p.task == task) & (p.version == version)).group_by(p.label)
+        )
+        with db.read_tx(self.engine) as conn:
+            rows = conn.execute(query).all()
         counts = [0] * num_labels
         for label, n in rows:
             if 0 <= label < num_labels:
@@ -191,5 +231,5 @@ class PredictionLog:
         return counts
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
+        with db.read_tx(self.engine) as conn:
+            return int(conn.execute(select(func.count()).select_from(predictions)).scalar_one())

@@ -45,6 +45,8 @@ class ServeSettings(BaseModel):
 
     admin_token: str | None = Field(default=None, repr=False)
     log_db: Path | None = None  # default: <registry>/serving.sqlite
+    # A database URL instead (e.g. PostgreSQL shared by several replicas); default $TASKTUNE_LOG_URL.
+    log_url: str | None = Field(default=None, repr=False)  # may carry a password
     log_predictions: bool = True
 
     # Monitoring.
@@ -80,6 +82,13 @@ class ServeSettings(BaseModel):
     @property
     def log_path(self) -> Path:
         return self.log_db or (self.registry / "serving.sqlite")
+
+    @property
+    def log_target(self) -> str:
+        """The prediction log's database URL: --log-url, $TASKTUNE_LOG_URL, else the SQLite file."""
+        from tasktune.serving.monitor import log_url
+
+        return log_url(self.log_path, self.log_url)
 
     def task_refs(self) -> list[tuple[str, str | None]]:
         return [(r.split("@", 1)[0], r.split("@", 1)[1] if "@" in r else None) for r in self.tasks]
