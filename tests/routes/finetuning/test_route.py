@@ -32,20 +32,6 @@ def quick_options(monkeypatch):
     monkeypatch.setattr(ft_route, "default_options", options)
 
 
-@pytest.fixture(scope="module")
-def llama(tiny_llama_dir):
-    from tasktune.backbones.loading import load_backbone
-
-    return load_backbone(str(tiny_llama_dir), device="cpu")
-
-
-@pytest.fixture(scope="module")
-def bert(tiny_bert_dir):
-    from tasktune.backbones.loading import load_backbone
-
-    return load_backbone(str(tiny_bert_dir), device="cpu")
-
-
 def _weights(backbone) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in backbone.model.state_dict().items()}
 

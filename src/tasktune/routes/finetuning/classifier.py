@@ -22,6 +22,7 @@ import torch
 from tasktune.backbones.loading import Backbone
 from tasktune.errors import TaskTuneError
 from tasktune.routes.finetuning.config import FinetuneOptions
+from tasktune.routes.finetuning.probe import fit_linear_probe
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.encoder import TEMPERATURE, label_descriptions
@@ -184,19 +185,21 @@ class FinetunedClassifier:
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B, H)
 
+    def _pooled(self, batch: Sequence[Example]) -> torch.Tensor:
+        """(B, H) fp32 features the head reads. Causal: the last real token, the only one that sees the
+        whole text (as HF's *ForSequenceClassification); encoder: mean pooling, how sentence encoders
+        were trained."""
+        if self.kind == "causal":
+            enc = self._encode_plain(batch)
+            hidden = self.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
+            return hidden[torch.arange(len(batch), device=self._dev), enc.lengths - 1].float()
+        return self._mean_pool(self._encode_plain(batch)).float()
+
     def logits(self, batch: Sequence[Example]) -> torch.Tensor:
         """(B, L) label logits."""
         with self.backbone.device.autocast():
             if self.options.objective == "head":
-                # Causal: the last real token, the only one that sees the whole text (as HF's
-                # *ForSequenceClassification); encoder: mean pooling, how sentence encoders were trained.
-                if self.kind == "causal":
-                    enc = self._encode_plain(batch)
-                    hidden = self.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
-                    pooled = hidden[torch.arange(len(batch), device=self._dev), enc.lengths - 1]
-                else:
-                    pooled = self._mean_pool(self._encode_plain(batch))
-                return self.head(pooled.float()).float()
+                return self.head(self._pooled(batch)).float()
             if self.kind == "causal":
                 rows = self.inputs.encode(batch)
                 if torch.is_grad_enabled():  # training: the gradient runs through the whole prompt
@@ -229,6 +232,22 @@ class FinetunedClassifier:
         self.label_bias.zero_()
         self.train_mode(False)
         self.label_bias.copy_(mean_calibration_offset(self.predict_proba_all, texts))
+
+    @torch.no_grad()
+    def probe(self, examples: Sequence[Example]) -> dict[str, float] | None:
+        """LP-FT's first stage (``head_init='probe'``): the head set to a logistic-regression probe of
+        the frozen starting model's features of ``examples``. Returns what the probe reached."""
+        if self.head is None or self.options.head_init != "probe" or not examples:
+            return None
+        self.train_mode(False)
+        size = self.options.eval_batch_size
+        with self.backbone.device.autocast():
+            feats = torch.cat([self._pooled(examples[i : i + size]) for i in range(0, len(examples), size)])
+        labels = torch.tensor([e.label for e in examples], device=feats.device)
+        weight, bias, accuracy = fit_linear_probe(feats, labels, self.num_labels)
+        self.head[1].weight.copy_(weight)
+        self.head[1].bias.copy_(bias)
+        return {"examples": len(examples), "train_accuracy": accuracy}
 
     # --- Trainable ------------------------------------------------------------------------------
     def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:

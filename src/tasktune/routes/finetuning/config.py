@@ -45,6 +45,11 @@ class FinetuneOptions(BaseModel):
     # fine-tuned weights; below 1 is only meaningful when the start is itself a classifier (the
     # prompt-based objective), never a random head.
     interpolate: float = Field(default=1.0, gt=0, le=1)
+    # How a head objective's new head starts: ``random`` (the classic recipe) or ``probe`` — LP-FT
+    # (Kumar et al. 2022): first a logistic-regression probe on the frozen backbone's pooled features
+    # of the training examples, then every weight trained from there, so the first steps do not push
+    # a random head's gradients through (and distort) the pre-trained features.
+    head_init: Literal["random", "probe"] = "random"
     train: TrainConfig
 
     @model_validator(mode="after")
@@ -54,6 +59,8 @@ class FinetuneOptions(BaseModel):
                 f"interpolate={self.interpolate} moves the weights back toward the start, and a head "
                 "objective starts from a random head; use interpolate=1.0 or objective='prompt'"
             )
+        if self.head_init == "probe" and self.objective != "head":
+            raise ValueError("head_init='probe' starts a new head; the prompt objective has none")
         return self
 
 

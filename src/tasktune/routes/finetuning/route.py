@@ -26,6 +26,9 @@ from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, for_tas
 from tasktune.training import train
 
 CALIBRATION_TEXTS = 128  # unlabelled training texts for the starting calibration (prompt-based)
+# Training examples the LP-FT probe is fitted on: all of a few-shot set; on full data a sample, as a
+# probe's accuracy saturates long before the forward passes over all of train would pay off.
+PROBE_EXAMPLES = 4096
 
 
 def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool = False):
@@ -36,6 +39,7 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     clf = FinetunedClassifier(ctx.backbone, ctx.task, options, options.train.seed)
     texts = dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, options.train.seed)
     clf.calibrate(texts)  # prompt-based only: start from the calibrated zero-shot prompt
+    probe = clf.probe(dev_sample(ctx.train, PROBE_EXAMPLES, options.train.seed))  # head_init='probe' only
     dev = dev_sample(ctx.dev, DEV_LIMIT, options.train.seed)
     start = None
     if options.interpolate < 1:
@@ -43,6 +47,8 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     config, resume = checkpointed(for_task(options.train, ctx.task.metric), ctx.work_dir)
     result = train(clf, ctx.train, dev, config, ctx.backbone.device, progress=progress, **resume)
     trained = sum(p.numel() for _, p in clf.parameters())  # counted before finish() freezes them
+    if probe is not None:
+        result.extra["probe"] = probe
     if start is not None:
         interpolate_weights(clf.parameters(), start, options.interpolate)
         result.extra["interpolated_dev"] = {k: float(v) for k, v in clf.evaluate(dev).items()}
