@@ -55,3 +55,13 @@ def test_accuracy_task_figures_plot_accuracy(monkeypatch):
     assert widths == pytest.approx([200 / 3, 63.0])
     bars = next(f for f in main if f.id == "accuracy-bars")
     assert bars.title == "Accuracy per cell" and "McNemar" in bars.caption
+
+
+def test_curves_logged_before_dev_macro_f1_show_dev_accuracy(monkeypatch):
+    results = _three_class_cells()
+    for r in results:
+        for point in r.info.route_config["learning_curve"]:
+            point["dev"] = {"accuracy": point["dev"]["accuracy"]}
+    main, _ = all_figures(summarise(results, metric="macro_f1"), None)
+    curves = next(f for f in main if f.id == "learning-curves")
+    assert "Dev accuracy" in curves.caption

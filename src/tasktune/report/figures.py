@@ -231,8 +231,9 @@ def accuracy_bars(comparison: Comparison, recommended: str | None) -> ReportFigu
                 note = "not compared"
             if c.key == recommended:
                 note += "  ★ recommended"
+            right = max([hi, *(a * 100 for a in per_seed)])  # past the whisker and every seed's dot
             ax.annotate(
-                f"{acc:.1f}%  {note}", (hi, y), textcoords="offset points", xytext=(5, -3), fontsize=8
+                f"{acc:.1f}%  {note}", (right, y), textcoords="offset points", xytext=(5, -3), fontsize=8
             )
         ax.set_yticks(ys, [short_label(c) + f" ({plain(c.protocol)})" for c in cells])
         ax.set_xlim(0, 118)
@@ -287,6 +288,9 @@ def learning_curves(comparison: Comparison) -> ReportFigure | None:
         return None
     colors = cell_colors(comparison)
     m = comparison.metric
+    logged = any(_dev_score(p, m) is not None for c in cells for lc in c.learning_curves for p in lc.points)
+    if not logged:  # results from before dev macro-F1 was logged: show what they have
+        m = "accuracy"
     name = METRIC_NAMES[m]
     with mpl.rc_context(_RC):
         fig = _new_figure(10.5, 3.8)
