@@ -34,11 +34,10 @@ def load_rows() -> list[dict]:
     """Rows of every accuracy file, one per (task, protocol, route, backbone); a GPU row replaces a
     CPU row of the same cell, and a later file replaces an earlier one on the same device."""
     cells: dict[tuple, dict] = {}
-    files = sorted(
-        RESULTS.glob("accuracy-*.json"), key=lambda p: (p.stem.endswith("-cpu") is False, p.stat().st_mtime)
-    )
-    for path in files:
-        data = json.loads(path.read_text())
+    # Later by the time written into each file, not by file mtime: a fresh clone's mtimes are checkout order.
+    loaded = [(path, json.loads(path.read_text())) for path in RESULTS.glob("accuracy-*.json")]
+    loaded.sort(key=lambda f: (not f[0].stem.endswith("-cpu"), f[1].get("created", ""), f[0].name))
+    for path, data in loaded:
         for row in data.get("rows", []):
             # Reduced full-data runs of different sizes are different cells (subset-n8000, ...).
             protocol = f"subset-n{row['train_limit']}" if row.get("train_limit") else row["protocol"]
