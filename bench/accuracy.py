@@ -5,11 +5,16 @@ runner (same splits, seeds and evaluator as users get). Writes or merges
 
     python bench/accuracy.py --task examples/sst2.yaml --protocol few --routes prompting \
         --backbones smollm2-135m-instruct --label prompting
+
+``--set ROUTE.OPTION=VALUE`` runs a route with settings over its defaults (as `tasktune run --set`);
+each row then names them (``overrides``). ``--collect RUN_DIR`` writes the rows of cells a finished
+`tasktune run --out RUN_DIR` already holds (the routes and backbones asked for), running nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -20,6 +25,8 @@ from rich.console import Console
 from tasktune.cli.report_cmd import print_comparison
 from tasktune.evaluation.compare import summarise
 from tasktune.evaluation.recommend import recommend
+from tasktune.evaluation.results import read_result
+from tasktune.routes.overrides import parse_set
 from tasktune.runner import run_matrix
 from tasktune.task.spec import load_task
 
@@ -39,36 +46,49 @@ def main() -> None:
         default=None,
         help="full protocol on a seeded random subset of train (summary key protocol 'subset')",
     )
+    p.add_argument("--set", action="append", default=[], metavar="ROUTE.OPTION=VALUE")
+    p.add_argument("--collect", type=Path, default=None, metavar="RUN_DIR")
     args = p.parse_args()
 
     spec = load_task(args.task)
-    out_dir = Path(args.out) / f"{spec.name}-{args.protocol}"
     seeds = [int(s) for s in args.seeds.split(",") if s] or None
-    outcome = run_matrix(
-        spec,
-        route_names=args.routes.split(","),
-        backbone_names=[b for b in args.backbones.split(",") if b],
-        protocol=args.protocol,
-        seeds=seeds,
-        out_dir=out_dir,
-        train_limit=args.train_limit,
-    )
-    comparison = summarise(outcome.results)
+    routes = args.routes.split(",")
+    backbones = [b for b in args.backbones.split(",") if b]
+    if args.collect is not None:
+        results = collect(args.collect, spec.name, args.protocol, routes, backbones, seeds, args.train_limit)
+    else:
+        outcome = run_matrix(
+            spec,
+            route_names=routes,
+            backbone_names=backbones,
+            protocol=args.protocol,
+            seeds=seeds,
+            out_dir=Path(args.out) / f"{spec.name}-{args.protocol}",
+            train_limit=args.train_limit,
+            route_options=parse_set(args.set),
+        )
+        results = outcome.results
+        for f in outcome.failures:
+            print(f"FAILED {f.cell}: {f.error}")
+    comparison = summarise(results, metric=spec.metric)
     title = f"{spec.name} ({args.protocol})"
     print_comparison(
         comparison, recommend(comparison, spec.constraints), title=title, console=Console(width=140)
     )
-    for f in outcome.failures:
-        print(f"FAILED {f.cell}: {f.error}")
 
     groups = defaultdict(list)
-    for r in outcome.results:
+    for r in results:
         backbone = r.info.backbone["name"] if r.info.backbone else "none"
-        groups[(r.info.route, backbone)].append(r)
+        overrides = r.info.route_config.get("overrides") or {}
+        groups[(r.info.route, backbone, json.dumps(overrides, sort_keys=True))].append(r)
+    if len({key[:2] for key in groups}) < len(groups):
+        raise SystemExit(
+            "several settings of one route and backbone: one row each is all a result file holds"
+        )
     # A reduced full-data run is reported under its own protocol key, never as "full".
     protocol_key = "subset" if args.protocol == "full" and args.train_limit else args.protocol
     rows, summary = [], {}
-    for (route, backbone), rs in sorted(groups.items()):
+    for (route, backbone, overrides), rs in sorted(groups.items()):
         acc = np.array([r.metrics["accuracy"] for r in rs]) * 100
         f1 = np.array([r.metrics["macro_f1"] for r in rs]) * 100
         ci = np.mean([r.metrics["accuracy_ci95"] for r in rs], axis=0) * 100
@@ -95,6 +115,8 @@ def main() -> None:
             # Subsets of different sizes share the protocol key; the size travels with each row.
             "train_limit": args.train_limit if protocol_key == "subset" else None,
         }
+        if json.loads(overrides):  # settings over the route's defaults at the time of the run
+            row["overrides"] = json.loads(overrides)
         rows.append(row)
         key = f"{spec.name}/{protocol_key}/{route}/{backbone}"
         summary[f"{key}/acc_mean"] = row["acc_mean"]
@@ -109,9 +131,41 @@ def main() -> None:
             "seeds": seeds or "default",
             "test_split": "test",
             "mode": "full test set",
+            **({"collected_from": str(args.collect)} if args.collect else {}),
+            **({"set": args.set} if args.set else {}),
         }
     }
     write_result(f"accuracy-{args.label}", settings=settings, rows=rows, summary=summary, merge=True)
+
+
+def collect(
+    run_dir: Path,
+    task: str,
+    protocol: str,
+    routes: list[str],
+    backbones: list[str],
+    seeds: list[int] | None,
+    train_limit: int | None,
+) -> list:
+    """The finished cells of ``run_dir`` that match: the task, protocol (and subset size), routes,
+    backbones and seeds asked for."""
+    found = []
+    for path in sorted(run_dir.glob("*--*.json")):
+        r = read_result(path)
+        backbone = r.info.backbone["name"] if r.info.backbone else None
+        if (
+            r.info.task == task
+            and r.info.protocol == protocol
+            and r.info.train_limit == train_limit
+            and r.info.route in routes
+            and (backbone is None or not backbones or backbone in backbones)
+            and (seeds is None or r.info.seed in seeds)
+        ):
+            found.append(r)
+    found.sort(key=lambda r: (r.info.route, r.info.seed))
+    if not found:
+        raise SystemExit(f"no finished {task}/{protocol} cells of {routes} in {run_dir}")
+    return found
 
 
 if __name__ == "__main__":

@@ -46,6 +46,12 @@ def load_rows() -> list[dict]:
     return list(cells.values())
 
 
+def _route(row: dict) -> str:
+    """The route, with the settings it ran with over its defaults of the time (bench/accuracy.py --set)."""
+    settings = ", ".join(f"{k}={v}" for k, v in sorted((row.get("overrides") or {}).items()))
+    return f"{row['route']} [{settings}]" if settings else row["route"]
+
+
 def _acc(row: dict) -> str:
     std = row.get("acc_std")
     return f"{row['acc_mean']:.1f}" + (f" ± {std:.1f}" if std and len(row.get("acc") or []) > 1 else "")
@@ -93,7 +99,7 @@ def render(rows: list[dict]) -> str:
             anchor_key = (task, "full" if protocol.startswith("subset") else protocol)
             anchors = "; ".join(ANCHORS.get(anchor_key, [])) or "–"
             lines.append(
-                f"| {protocol} | {best['route']} ({best['backbone']}) | {_acc(best)} | {_ci(best)} | "
+                f"| {protocol} | {_route(best)} ({best['backbone']}) | {_acc(best)} | {_ci(best)} | "
                 f"{_cost(best)} | {anchors} |"
             )
         lines += ["", "| protocol | route | backbone | acc % | macro-F1 % | 95 % CI | cost | file |"]
@@ -101,7 +107,7 @@ def render(rows: list[dict]) -> str:
         for r in sorted(mine, key=lambda r: (ORDER.get(r["protocol"].split("-")[0], 9), -r["acc_mean"])):
             f1 = r.get("macro_f1_mean")
             lines.append(
-                f"| {r['protocol']} | {r['route']} | {r['backbone']} | {_acc(r)} | "
+                f"| {r['protocol']} | {_route(r)} | {r['backbone']} | {_acc(r)} | "
                 f"{'–' if f1 is None else f'{f1:.1f}'} | {_ci(r)} | {_cost(r)} | {r['file']} |"
             )
     missing = [t for t in ("sst2", "mr", "agnews") if t not in {r["task"] for r in rows}]
