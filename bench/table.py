@@ -27,6 +27,7 @@ ANCHORS: dict[tuple[str, str], list[str]] = {
         "RoBERTa-large 95.0 (LM-BFF); MiniLM-L6-H384 91.5; DistilBERT 91.3; T5.1.1-base prompt tuning 95.07",
     ],
 }
+FEW_SEEDS = 5  # the LM-BFF protocol's seeds
 ORDER = {"zero": 0, "few": 1, "subset": 2, "full": 3}
 
 
@@ -54,7 +55,11 @@ def _route(row: dict) -> str:
 
 def _acc(row: dict) -> str:
     std = row.get("acc_std")
-    return f"{row['acc_mean']:.1f}" + (f" ± {std:.1f}" if std and len(row.get("acc") or []) > 1 else "")
+    text = f"{row['acc_mean']:.1f}" + (f" ± {std:.1f}" if std and len(row.get("acc") or []) > 1 else "")
+    n = len(row.get("seeds") or [])
+    if row["protocol"] == "few" and 0 < n < FEW_SEEDS:  # a partial row: say so next to its mean
+        text += f" ({n} of {FEW_SEEDS} seeds)"
+    return text
 
 
 def _ci(row: dict) -> str:
