@@ -96,7 +96,9 @@ def render(rows: list[dict]) -> str:
             "| protocol | best route (backbone) | acc % | 95 % CI | cost | anchors |",
         ]
         lines.append("|---|---|---|---|---|---|")
-        for protocol in sorted({r["protocol"] for r in mine}, key=lambda p: ORDER.get(p.split("-")[0], 9)):
+        for protocol in sorted(
+            {r["protocol"] for r in mine}, key=lambda p: (ORDER.get(p.split("-")[0], 9), p)
+        ):
             cell = [r for r in mine if r["protocol"] == protocol and r["route"] != "majority"]
             if not cell:
                 continue
@@ -109,7 +111,15 @@ def render(rows: list[dict]) -> str:
             )
         lines += ["", "| protocol | route | backbone | acc % | macro-F1 % | 95 % CI | cost | file |"]
         lines.append("|---|---|---|---|---|---|---|---|")
-        for r in sorted(mine, key=lambda r: (ORDER.get(r["protocol"].split("-")[0], 9), -r["acc_mean"])):
+        for r in sorted(
+            mine,
+            key=lambda r: (
+                ORDER.get(r["protocol"].split("-")[0], 9),
+                -r["acc_mean"],
+                _route(r),
+                r["backbone"],
+            ),
+        ):
             f1 = r.get("macro_f1_mean")
             lines.append(
                 f"| {r['protocol']} | {_route(r)} | {r['backbone']} | {_acc(r)} | "
