@@ -54,3 +54,11 @@ def test_probe_starts_the_head_at_the_frozen_models_best_readout(which, request)
     # A random head (the default) is left as initialised.
     plain = FinetunedClassifier(backbone, TASK, opts.model_copy(update={"head_init": "random"}), 13)
     assert plain.probe(TRAIN) is None and torch.equal(plain.head[1].weight, random_head)
+
+
+def test_the_probe_is_the_default_only_where_it_was_measured_to_help():
+    assert default_options("few", "head", "full", "encoder", 13).head_init == "probe"
+    assert default_options("few", "head", "lora", "encoder", 13).head_init == "probe"
+    assert default_options("few", "head", "full", "causal", 13).head_init == "random"
+    assert default_options("full", "head", "full", "encoder", 13, 8000).head_init == "random"
+    assert default_options("few", "prompt", "full", "encoder", 13).head_init == "random"

@@ -100,4 +100,15 @@ def default_options(
     # only: that is where it was measured (bench/results/accuracy-finetuning-*.json).
     wise = protocol == "few" and objective == "prompt" and adapter == "full" and backbone_kind == "causal"
     interpolate = 0.5 if wise else 1.0
-    return FinetuneOptions(objective=objective, adapter=adapter, interpolate=interpolate, train=train)
+    # LP-FT's probe start for a new head where it was measured to help: few-shot on an encoder
+    # (bench/results/ablation-lp-ft-cpu.json: all-MiniLM-L6-v2 +4.3 / +2.0 points on SST-2 / MR with a
+    # full fine-tune, +3.4 / +1.4 with LoRA). On SmolLM2 the last token of the bare text stays near
+    # chance either way, so the causal default is unchanged.
+    probe = protocol == "few" and objective == "head" and backbone_kind == "encoder"
+    return FinetuneOptions(
+        objective=objective,
+        adapter=adapter,
+        interpolate=interpolate,
+        head_init="probe" if probe else "random",
+        train=train,
+    )
