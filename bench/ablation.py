@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from common import RESULTS, device_tag, provenance
 
 from tasktune.evaluation.compare import summarise
 from tasktune.evaluation.results import cell_group, read_result
-from tasktune.provenance import git_revision, machine_info, package_versions, utc_now
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, device_tag
 
 
 def load(folder: Path, route: str, backbone: str) -> dict[int, object]:
@@ -88,10 +84,7 @@ def main() -> None:
     old = json.loads(path.read_text()) if args.merge and path.is_file() else {}
     here = (task, args.route, args.backbone)
     data = {
-        "created": utc_now(),
-        "git": git_revision(),
-        "machine": machine_info(),
-        "versions": package_versions(),
+        **provenance(),
         "what": args.what or old.get("what", ""),
         "settings": {
             **old.get("settings", {}),

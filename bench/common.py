@@ -24,6 +24,16 @@ def device_tag() -> str:
     return name.split()[-1]
 
 
+def provenance() -> dict:
+    """What every result file starts with: when, which commit, which machine and package versions."""
+    return {
+        "created": utc_now(),
+        "git": git_revision(),
+        "machine": machine_info(),
+        "versions": package_versions(),
+    }
+
+
 def write_result(name: str, *, settings: dict, rows: list[dict], summary: dict, merge: bool = False) -> Path:
     """Write ``bench/results/<name>-<device>.json``; with ``merge`` keep other rows/keys already there."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -39,10 +49,7 @@ def write_result(name: str, *, settings: dict, rows: list[dict], summary: dict, 
         summary = {**old.get("summary", {}), **summary}
         settings = {**old.get("settings", {}), **settings}
     data = {
-        "created": utc_now(),
-        "git": git_revision(),
-        "machine": machine_info(),
-        "versions": package_versions(),
+        **provenance(),
         "settings": settings,
         "rows": rows,
         "summary": summary,

@@ -33,6 +33,11 @@ def per_class_prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return precision, recall, f1
 
 
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> float:
+    """Unweighted mean of the per-class F1 (every label counts, 0 where undefined)."""
+    return float(per_class_prf(confusion_matrix(y_true, y_pred, num_labels))[2].mean())
+
+
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE (Guo et al. 2017): |accuracy - confidence| per equal-width confidence bin, weighted by size."""
     confidence = probs.max(axis=1)

@@ -103,12 +103,11 @@ def mean_calibration_offset(
 def dev_accuracy(probs: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:
     """What every trained route's ``evaluate`` reports to the loop: accuracy and macro-F1 (the loop
     selects on the one the task names, see :func:`for_task`)."""
-    from tasktune.evaluation.metrics import confusion_matrix, per_class_prf
+    from tasktune.evaluation.metrics import macro_f1
 
     y = np.array([e.label for e in examples])
     pred = probs.argmax(1)
-    f1 = per_class_prf(confusion_matrix(y, pred, probs.shape[1]))[2]
-    return {"accuracy": float((pred == y).mean()), "macro_f1": float(f1.mean())}
+    return {"accuracy": float((pred == y).mean()), "macro_f1": macro_f1(y, pred, probs.shape[1])}
 
 
 def for_task(config: TrainConfig, metric: str) -> TrainConfig:

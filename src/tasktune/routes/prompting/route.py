@@ -155,7 +155,7 @@ class PromptingRoute:
         task's metric on dev + train (nothing here is shown to the model, so all labelled data can
         select)."""
         from tasktune.evaluation.compare import paired_gain
-        from tasktune.evaluation.metrics import confusion_matrix, per_class_prf
+        from tasktune.evaluation.metrics import macro_f1
 
         style = "description"
         decision: dict = {}
@@ -173,11 +173,7 @@ class PromptingRoute:
             }
             metric, n = ctx.task.metric, ctx.task.num_labels
             scores = {
-                c: float(
-                    (p == y).mean()
-                    if metric == "accuracy"
-                    else per_class_prf(confusion_matrix(y, p, n))[2].mean()
-                )
+                c: float((p == y).mean()) if metric == "accuracy" else macro_f1(y, p, n)
                 for c, p in preds.items()
             }
             best = max(scores, key=lambda c: scores[c])  # the first (descriptions) on ties

@@ -18,7 +18,7 @@ import torch
 
 from tasktune.backbones.loading import Backbone
 from tasktune.errors import DataError
-from tasktune.evaluation.metrics import confusion_matrix, per_class_prf
+from tasktune.evaluation.metrics import macro_f1
 from tasktune.routes.prompting import calibration
 from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
@@ -200,9 +200,9 @@ def search(
                     }
                 )
                 pred = probs.argmax(1)
-                f1 = per_class_prf(confusion_matrix(y, pred, task.num_labels))[2].mean()
+                f1 = macro_f1(y, pred, task.num_labels)
                 preds = {place[id(e)]: (int(t), int(q)) for e, t, q in zip(evaluated, y, pred, strict=True)}
-                trials.append(Trial(chosen, acc, nll, preds, dev_macro_f1=float(f1), metric=metric))
+                trials.append(Trial(chosen, acc, nll, preds, dev_macro_f1=f1, metric=metric))
     default = zero_shot_config(task, has_unlabelled=bool(unlabelled)).model_copy(
         update={"chat": has_chat, "demos_per_class": 0, "seed": seed}
     )
