@@ -82,6 +82,27 @@ def test_mixed_rows_equal_each_task_alone(prompts):
         assert probs.argmax() == alone.argmax()
 
 
+@pytest.mark.parametrize("pass_cost", [0, 10_000])
+def test_length_buckets_do_not_change_answers(prompts, monkeypatch, pass_cost):
+    """Split into one pass per length (cost 0) or kept whole (a GPU's cost): the same answers."""
+    import tasktune.serving.passes as passes
+
+    rng = random.Random(2)
+    rows = [(prompts[rng.choice(list(prompts))], Example(rng.choice(TEXTS), 0)) for _ in range(16)]
+    planned = []
+    monkeypatch.setitem(passes.PASS_COST_TOKENS, "cpu", pass_cost)
+    real_plan = passes.plan_passes
+    monkeypatch.setattr(
+        "tasktune.serving.mixed.plan_passes", lambda *a: planned.append(real_plan(*a)) or planned[-1]
+    )
+    bucketed = mixed_soft_prompt_proba(rows)
+    distinct_lengths = {len(sp.inputs.encode([e])[0]) for sp, e in rows}
+    assert len(planned[0]) == (1 if pass_cost else len(distinct_lengths)) and len(distinct_lengths) > 2
+    for (sp, e), probs in zip(rows, bucketed, strict=True):
+        alone = sp.label_logits([e]).detach().softmax(-1)[0].double().numpy()
+        np.testing.assert_allclose(probs, alone, atol=1e-4, rtol=0)
+
+
 def test_server_mixed_concurrent_traffic_equals_single_requests(prompts, tmp_path):
     served = [
         Served(

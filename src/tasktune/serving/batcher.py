@@ -23,11 +23,18 @@ import numpy as np
 from tasktune.errors import DataError, TaskTuneError
 from tasktune.serving.errors import ServingError
 from tasktune.serving.mixed import mix_key, mixed_soft_prompt_proba
+from tasktune.serving.passes import pass_cost_tokens, plan_passes
 from tasktune.serving.pool import Served
 from tasktune.serving.shared_lora import mixed_lora_proba
 from tasktune.task.data import Example
 
 log = logging.getLogger(__name__)
+
+
+def _estimated_tokens(e: Example) -> int:
+    """About four characters per token in English BPE vocabularies: enough to sort and bucket by."""
+    return 1 + (len(e.text) + len(e.text_pair or "")) // 4
+
 
 # Mix-key kinds answered by one function over rows of several adaptations (see serving/mixed.py).
 MIXED = {"causal-soft-prompt": mixed_soft_prompt_proba, "shared-lora": mixed_lora_proba}
@@ -196,15 +203,32 @@ class MicroBatcher:
             return out
         scorer = jobs[0].served.scorer
         flat = [e for job in jobs for e in job.examples]
-        chunks = [
-            scorer.predict_proba(flat[s : s + self.max_batch]) for s in range(0, len(flat), self.max_batch)
-        ]
-        all_probs = np.concatenate(chunks)
+        all_probs: np.ndarray | None = None
+        # The scorer tokenizes inside predict_proba, so passes are planned on a length estimate.
+        for idx in self._passes([_estimated_tokens(e) for e in flat], self._device_type(scorer)):
+            chunk = scorer.predict_proba([flat[i] for i in idx])
+            if all_probs is None:
+                all_probs = np.zeros((len(flat), chunk.shape[1]))
+            all_probs[idx] = chunk
+        if all_probs is None:  # no rows at all
+            all_probs = np.zeros((0, 0))
         out, at = [], 0
         for job in jobs:
             out.append(np.asarray(all_probs[at : at + len(job.examples)], dtype=np.float64))
             at += len(job.examples)
         return out
+
+    def _passes(self, lengths: list[int], device_type: str) -> list[list[int]]:
+        """Length buckets of at most ``max_batch`` rows (see :mod:`tasktune.serving.passes`)."""
+        out = []
+        for p in plan_passes(lengths, pass_cost_tokens(device_type)):
+            out += [p[s : s + self.max_batch] for s in range(0, len(p), self.max_batch)]
+        return out
+
+    @staticmethod
+    def _device_type(scorer: object) -> str:
+        backbone = getattr(scorer, "backbone", None)
+        return backbone.device.device.type if backbone is not None else "cpu"
 
     @staticmethod
     def _fail(job: Job, err: Exception) -> None:

@@ -54,6 +54,7 @@ from tasktune.routes.finetuning.config import FinetuneOptions
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.search import zero_shot_config
+from tasktune.serving.passes import pass_cost_tokens, plan_passes
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -323,14 +324,17 @@ def restore_shared_lora(artifact: Artifact, host: SharedLoraHost) -> SharedLoraS
 
 
 # --- one forward for rows of many adapters ----------------------------------------------------------
-def _encode_encoder_rows(rows: Sequence[tuple[SharedLoraScorer, Example]], tok, dev) -> dict[str, Any]:
-    """Each row tokenized as the classifier does (its own adaptation's ``max_tokens``), then padded."""
-    enc = [
+def _tokenize_encoder_rows(rows: Sequence[tuple[SharedLoraScorer, Example]], tok) -> list[Any]:
+    """Each row tokenized as the classifier does (its own adaptation's ``max_tokens``)."""
+    return [
         tok(e.text, e.text_pair, truncation=True, max_length=s.options.max_tokens)
         if e.text_pair is not None
         else tok(e.text, truncation=True, max_length=s.options.max_tokens)
         for s, e in rows
     ]
+
+
+def _pad_encoder_rows(enc: Sequence[Any], tok, dev) -> dict[str, torch.Tensor]:
     width = max(len(r["input_ids"]) for r in enc)
     left = getattr(tok, "padding_side", "right") == "left"
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -352,24 +356,44 @@ def _encode_encoder_rows(rows: Sequence[tuple[SharedLoraScorer, Example]], tok, 
 
 @torch.inference_mode()
 def mixed_lora_proba(rows: Sequence[tuple[SharedLoraScorer, Example]]) -> list[np.ndarray]:
-    """Probabilities of each row under its own LoRA adaptation, all rows in one forward pass of the
-    shared host (rows must share a host: :func:`~tasktune.serving.mixed.mix_key`)."""
+    """Probabilities of each row under its own LoRA adaptation, rows of every adapter together in one
+    forward pass of the shared host per length bucket (:mod:`tasktune.serving.passes`); rows must
+    share a host (:func:`~tasktune.serving.mixed.mix_key`)."""
     host = rows[0][0].host
     if any(s.host is not host for s, _ in rows):
         raise ValueError("mixed_lora_proba: rows of different LoRA hosts cannot share a forward pass")
     backbone = host.backbone
+    encoded: list[Any]
+    if backbone.kind == "causal":
+        encoded = [s.inputs.encode([e])[0] for s, e in rows]
+        lengths = [len(r) for r in encoded]
+    else:
+        encoded = _tokenize_encoder_rows(rows, backbone.tokenizer)
+        lengths = [len(r["input_ids"]) for r in encoded]
+    out: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
+    for idx in plan_passes(lengths, pass_cost_tokens(backbone.device.device.type)):
+        probs = _lora_pass(host, [rows[i][0] for i in idx], [encoded[i] for i in idx])
+        for i, p in zip(idx, probs, strict=True):
+            out[i] = p
+    return out
+
+
+def _lora_pass(
+    host: SharedLoraHost, scorers: Sequence[SharedLoraScorer], encoded: Sequence[Any]
+) -> list[np.ndarray]:
+    backbone = host.backbone
     dev = backbone.device.device
-    B = len(rows)
+    B = len(scorers)
     groups: dict[int, tuple[SharedLoraScorer, list[int]]] = {}
-    for i, (s, _) in enumerate(rows):
+    for i, s in enumerate(scorers):
         groups.setdefault(id(s), (s, []))[1].append(i)
     causal = backbone.kind == "causal"
     if causal:
-        enc = Encoded.of([s.inputs.encode([e])[0] for s, e in rows], host.pad, dev)
+        enc = Encoded.of(encoded, host.pad, dev)
     else:
-        batch = _encode_encoder_rows(rows, backbone.tokenizer, dev)
+        batch = _pad_encoder_rows(encoded, backbone.tokenizer, dev)
     out: list[np.ndarray | None] = [None] * B
-    with host.forward([s.adapter for s, _ in rows]) as model, backbone.device.autocast():
+    with host.forward([s.adapter for s in scorers]) as model, backbone.device.autocast():
         if causal:
             # The prompt objective: label-token logits at the last real position, plus the label offset.
             hidden = host.body(input_ids=enc.ids, attention_mask=enc.mask()).last_hidden_state
