@@ -278,7 +278,7 @@ class SharedLoraScorer:
 def applies(backbone: Backbone, options: FinetuneOptions) -> bool:
     """The readouts implemented here: the lora route's on each kind (prompt on a causal LM, head on an
     encoder); any other combination is restored as a FinetunedClassifier."""
-    if options.adapter != "lora":
+    if options.adapter != "lora" or options.head_input != "text":  # the host reads the bare text
         return False
     return (backbone.kind, options.objective) in (("causal", "prompt"), ("encoder", "head"))
 

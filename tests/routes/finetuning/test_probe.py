@@ -59,6 +59,10 @@ def test_probe_starts_the_head_at_the_frozen_models_best_readout(which, request)
 def test_the_probe_is_the_default_only_where_it_was_measured_to_help():
     assert default_options("few", "head", "full", "encoder", 13).head_init == "probe"
     assert default_options("few", "head", "lora", "encoder", 13).head_init == "probe"
-    assert default_options("few", "head", "full", "causal", 13).head_init == "random"
+    causal = default_options("few", "head", "full", "causal", 13)
+    assert (causal.head_init, causal.head_input) == ("probe", "template")  # measured together
+    full = default_options("full", "head", "full", "causal", 13, 8000)
+    assert (full.head_init, full.head_input) == ("random", "text")
+    assert default_options("few", "head", "full", "encoder", 13).head_input == "text"
     assert default_options("full", "head", "full", "encoder", 13, 8000).head_init == "random"
     assert default_options("few", "prompt", "full", "encoder", 13).head_init == "random"

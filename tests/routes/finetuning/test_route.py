@@ -232,3 +232,50 @@ def test_evaluation_runs_the_prompt_opening_once_and_answers_as_training_reads(a
     batch = list(DEV)
     whole = clf.logits(batch).softmax(-1).detach().double().numpy()  # grad enabled: the whole pass
     np.testing.assert_allclose(clf.predict_proba(batch), whole, atol=1e-5, rtol=0)
+
+
+def test_head_input_template_needs_a_head():
+    opts = default_options("few", "prompt", "full", "causal", 13)
+    with pytest.raises(ValueError, match="prompt objective has none"):
+        FinetuneOptions(**{**opts.model_dump(), "head_input": "template"})
+
+
+@pytest.mark.parametrize("which", ["llama", "bert"])
+def test_a_head_can_read_the_template_and_is_restored_reading_it(which, request, tmp_path):
+    from tasktune.routes.finetuning.restore import restore_finetuned
+
+    backbone = request.getfixturevalue(which)
+    options = ft_route.default_options("few", "head", "full", backbone.kind, 13)
+    template = options.model_copy(update={"head_input": "template"})
+    clf = FinetunedClassifier(backbone, TASK, template, 13)
+    bare = FinetunedClassifier(backbone, TASK, options.model_copy(update={"head_input": "text"}), 13)
+    example = [Example("great food", 1)]
+    text = clf._template.render(example[0]).text
+    # The task's template and cue around the text, the cue last (where a causal LM is about to answer).
+    assert "Review: great food" in text and text.rstrip().endswith("It was")
+    enc = clf._encode_plain(example)
+    if backbone.kind == "causal":
+        assert enc.ids[0].tolist() == backbone.tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        assert enc["input_ids"][0].tolist() == backbone.tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        assert not torch.allclose(clf._pooled(example), bare._pooled(example))
+    # Through the route (the user's --set), into the registry and back: the restored head reads the template.
+    ctx = FitContext(TASK, TRAIN, DEV, "few", 13, backbone, options={"head_input": "template"})
+    fitted = get_route("finetune_head").fit(ctx)
+    assert fitted.scorer.options.head_input == "template"
+    art = fitted.artifact
+    with Registry(tmp_path / "reg") as reg:
+        v = reg.save(
+            TASK.name,
+            art["kind"],
+            backbone=backbone.identity,
+            route="finetune_head",
+            tensors=art["tensors"],
+            json_files=art["json_files"],
+        )
+        restored = restore_finetuned(reg.load(TASK.name, v), backbone, TASK)
+    assert restored.options.head_input == "template"
+    np.testing.assert_allclose(
+        restored.predict_proba(list(DEV)), fitted.scorer.predict_proba(list(DEV)), atol=1e-6, rtol=0
+    )

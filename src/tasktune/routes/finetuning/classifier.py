@@ -26,6 +26,7 @@ from tasktune.routes.finetuning.probe import fit_linear_probe
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.encoder import TEMPERATURE, label_descriptions
+from tasktune.routes.prompting.template import PromptRenderer, encode
 from tasktune.routes.shared_prefix import last_hidden_states
 from tasktune.routes.trained import dev_accuracy, mean_calibration_offset, probabilities_in_batches
 from tasktune.task.data import Example
@@ -111,7 +112,11 @@ class FinetunedClassifier:
             hidden = backbone.hidden_size
             self.head = None
             self.inputs = None
+            self._template: PromptRenderer | None = None  # head_input='template'
             if options.objective == "head":
+                if options.head_input == "template":
+                    config = SoftPromptInputs.template_config(task)
+                    self._template = PromptRenderer(config, task, backbone.tokenizer)
                 self.head = torch.nn.Sequential(
                     torch.nn.Dropout(options.classifier_dropout), torch.nn.Linear(hidden, task.num_labels)
                 ).to(dev)
@@ -158,17 +163,28 @@ class FinetunedClassifier:
         return self.model
 
     def _encode_plain(self, batch: Sequence[Example]):
-        texts = [e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}" for e in batch]
-        if self.kind == "causal":
-            ids = self.backbone.tokenizer(texts, add_special_tokens=False)["input_ids"]
-            limit = self.options.max_tokens
-            record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
-            rows = [r[:limit] or [self._pad] for r in ids]
-            return Encoded.of(rows, self._pad, self._dev)
-        pairs = [e.text_pair for e in batch] if batch and batch[0].text_pair is not None else None
+        """What a head reads: the bare text (pairs joined by a newline; an encoder's tokenizer pairs
+        them itself), or the task's template and cue around it (``head_input='template'``)."""
+        tok, limit = self.backbone.tokenizer, self.options.max_tokens
+        if self._template is not None:
+            rendered = [self._template.render(e) for e in batch]
+            if self.kind == "causal":
+                ids = [encode(tok, r) for r in rendered]
+                record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
+                return Encoded.of([r[-limit:] for r in ids], self._pad, self._dev)  # the cue is at the end
+            texts, pairs = [r.text for r in rendered], None
+        else:
+            texts = [e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}" for e in batch]
+            if self.kind == "causal":
+                ids = tok(texts, add_special_tokens=False)["input_ids"]
+                record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
+                rows = [r[:limit] or [self._pad] for r in ids]
+                return Encoded.of(rows, self._pad, self._dev)
+            texts = [e.text for e in batch]
+            pairs = [e.text_pair for e in batch] if batch and batch[0].text_pair is not None else None
         return tokenize_bounded(
-            self.backbone.tokenizer,
-            [e.text for e in batch],
+            tok,
+            texts,
             pairs,
             self.backbone.input_limit(self.options.max_tokens),
             "fine-tuning input",

@@ -31,14 +31,7 @@ class SoftPromptInputs:
         *,
         split_prefix: bool = False,
     ):
-        hint = task.prompt
-        config = config or PromptConfig(
-            name="soft-prompt-input",
-            instruction="",
-            input_template=hint.input_template or "Text: {{ text }}",
-            cue=hint.cue or "Answer:",
-            chat=False,
-        )
+        config = config or self.template_config(task)
         self.config = config
         self.task, self.tokenizer, self.max_tokens = task, tokenizer, max_tokens
         self.renderer = PromptRenderer(config, task, tokenizer)
@@ -70,6 +63,19 @@ class SoftPromptInputs:
                 "same token, so the answer position cannot tell the labels apart; choose label words "
                 "that start differently"
             )
+
+    @staticmethod
+    def template_config(task: TaskSpec) -> PromptConfig:
+        """The task's input template and answer cue alone: what a soft prompt (or a head reading the
+        template, see FinetuneOptions.head_input) is put in front of."""
+        hint = task.prompt
+        return PromptConfig(
+            name="soft-prompt-input",
+            instruction="",
+            input_template=hint.input_template or "Text: {{ text }}",
+            cue=hint.cue or "Answer:",
+            chat=False,
+        )
 
     @classmethod
     def zero_shot(cls, task: TaskSpec, tokenizer, max_tokens: int = 256, *, split_prefix: bool = False):
