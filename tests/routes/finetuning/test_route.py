@@ -139,6 +139,21 @@ def test_bad_options_name_the_field():
         FinetuneOptions(train=TrainConfig(max_steps=1), lora={"r": 0})
 
 
+def _save_and_load(fitted, route, backbone, tmp_path):
+    """The fitted route's artifact through a registry and back."""
+    art = fitted.artifact
+    with Registry(tmp_path / "reg") as reg:
+        v = reg.save(
+            TASK.name,
+            art["kind"],
+            backbone=backbone.identity,
+            route=route,
+            tensors=art["tensors"],
+            json_files=art["json_files"],
+        )
+        return reg.load(TASK.name, v, expect_backbone=backbone.identity)
+
+
 @pytest.mark.parametrize("route", ["finetune_head", "lora"])
 def test_artifacts_go_into_the_registry_and_lora_exports_to_peft(route, llama, tmp_path):
     from peft import PeftModel
@@ -147,16 +162,7 @@ def test_artifacts_go_into_the_registry_and_lora_exports_to_peft(route, llama, t
 
     fitted = get_route(route).fit(FitContext(TASK, TRAIN, DEV, "few", 13, llama))
     art = fitted.artifact
-    with Registry(tmp_path / "reg") as reg:
-        v = reg.save(
-            TASK.name,
-            art["kind"],
-            backbone=llama.identity,
-            route=route,
-            tensors=art["tensors"],
-            json_files=art["json_files"],
-        )
-        loaded = reg.load(TASK.name, v, expect_backbone=llama.identity)
+    loaded = _save_and_load(fitted, route, llama, tmp_path)
     assert set(loaded.tensors) == set(art["tensors"])
     if route == "lora":
         out = export_peft(loaded, tmp_path / "peft", str(llama.path))
@@ -264,17 +270,7 @@ def test_a_head_can_read_the_template_and_is_restored_reading_it(which, request,
     ctx = FitContext(TASK, TRAIN, DEV, "few", 13, backbone, options={"head_input": "template"})
     fitted = get_route("finetune_head").fit(ctx)
     assert fitted.scorer.options.head_input == "template"
-    art = fitted.artifact
-    with Registry(tmp_path / "reg") as reg:
-        v = reg.save(
-            TASK.name,
-            art["kind"],
-            backbone=backbone.identity,
-            route="finetune_head",
-            tensors=art["tensors"],
-            json_files=art["json_files"],
-        )
-        restored = restore_finetuned(reg.load(TASK.name, v), backbone, TASK)
+    restored = restore_finetuned(_save_and_load(fitted, "finetune_head", backbone, tmp_path), backbone, TASK)
     assert restored.options.head_input == "template"
     np.testing.assert_allclose(
         restored.predict_proba(list(DEV)), fitted.scorer.predict_proba(list(DEV)), atol=1e-6, rtol=0
