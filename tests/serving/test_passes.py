@@ -14,7 +14,7 @@ def _cost(passes, lengths, pass_cost):
     return sum(len(p) * max(lengths[i] for i in p) + pass_cost for p in passes)
 
 
-def _brute_force(lengths, pass_cost):
+def _brute_force(lengths, pass_cost, max_rows=None):
     """Cheapest split of the length-sorted rows into contiguous runs, by trying every split."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     best = None
@@ -26,19 +26,23 @@ def _brute_force(lengths, pass_cost):
                 current = []
             current.append(i)
         passes.append(current)
+        if max_rows is not None and max(map(len, passes)) > max_rows:
+            continue
         cost = _cost(passes, lengths, pass_cost)
         best = cost if best is None else min(best, cost)
     return best
 
 
 @pytest.mark.parametrize("pass_cost", [0, 3, 8, 40, 10_000])
-def test_plan_is_a_partition_and_optimal(pass_cost):
+@pytest.mark.parametrize("max_rows", [None, 1, 3])
+def test_plan_is_a_partition_and_optimal(pass_cost, max_rows):
     rng = random.Random(pass_cost)
     for _ in range(20):
         lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 9))]
-        passes = plan_passes(lengths, pass_cost)
+        passes = plan_passes(lengths, pass_cost, max_rows)
         assert sorted(i for p in passes for i in p) == list(range(len(lengths)))
-        assert _cost(passes, lengths, pass_cost) == _brute_force(lengths, pass_cost)
+        assert max_rows is None or max(map(len, passes)) <= max_rows
+        assert _cost(passes, lengths, pass_cost) == _brute_force(lengths, pass_cost, max_rows)
 
 
 def test_expensive_passes_keep_one_pass_and_free_passes_split_by_length():
@@ -54,3 +58,11 @@ def test_a_gpu_keeps_arrival_batches_whole_and_a_cpu_splits_ragged_ones():
     cpu = plan_passes(ragged, pass_cost_tokens("cpu"))
     assert 1 < len(cpu) < len(ragged)
     assert pass_cost_tokens("xpu") == pass_cost_tokens("cuda")  # an unknown accelerator: like a GPU
+
+
+def test_a_large_batch_keeps_the_row_limit():
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 512) for _ in range(1024)]  # numpy over each pass end: milliseconds
+    passes = plan_passes(lengths, pass_cost_tokens("cpu"), max_rows=32)
+    assert sorted(i for p in passes for i in p) == list(range(1024))
+    assert max(map(len, passes)) <= 32

@@ -220,10 +220,7 @@ class MicroBatcher:
 
     def _passes(self, lengths: list[int], device_type: str) -> list[list[int]]:
         """Length buckets of at most ``max_batch`` rows (see :mod:`tasktune.serving.passes`)."""
-        out = []
-        for p in plan_passes(lengths, pass_cost_tokens(device_type)):
-            out += [p[s : s + self.max_batch] for s in range(0, len(p), self.max_batch)]
-        return out
+        return plan_passes(lengths, pass_cost_tokens(device_type), self.max_batch)
 
     @staticmethod
     def _device_type(scorer: object) -> str:

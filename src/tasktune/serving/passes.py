@@ -13,8 +13,9 @@ tokens and prefix (R14, tests/serving/test_mixed.py).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+
+import numpy as np
 
 # The fixed cost of one more forward pass, in token positions. Measured for SmolLM2-135M (fp32, 2-core
 # CPU, nothing else running): a pass costs about 80 ms + 1.4 ms per token position, so one more pass is
@@ -27,23 +28,25 @@ def pass_cost_tokens(device_type: str) -> int:
     return PASS_COST_TOKENS.get(device_type, PASS_COST_TOKENS["cuda"])
 
 
-def plan_passes(lengths: Sequence[int], pass_cost: float) -> list[list[int]]:
-    """Row indices per pass, each pass length-sorted, minimising the sum over passes of
-    (rows × longest row) + ``pass_cost``."""
+def plan_passes(lengths: Sequence[int], pass_cost: float, max_rows: int | None = None) -> list[list[int]]:
+    """Row indices per pass, each pass length-sorted and at most ``max_rows`` long, minimising the sum
+    over passes of (rows × longest row) + ``pass_cost``."""
     n = len(lengths)
-    order = sorted(range(n), key=lambda i: (lengths[i], i))
-    sorted_lengths = [lengths[i] for i in order]
-    best = [0.0] + [math.inf] * n  # best[j]: cheapest plan for the j shortest rows
-    cut = [0] * (n + 1)
+    order = np.array(sorted(range(n), key=lambda i: (lengths[i], i)), dtype=np.int64)
+    sorted_lengths = np.array([lengths[i] for i in order], dtype=np.float64)
+    limit = n if max_rows is None else max(1, max_rows)
+    best = np.full(n + 1, np.inf)  # best[j]: cheapest plan for the j shortest rows
+    best[0] = 0.0
+    cut = np.zeros(n + 1, dtype=np.int64)
     for j in range(1, n + 1):
-        longest = sorted_lengths[j - 1]
-        for i in range(j):  # rows i..j-1 (sorted) in one pass, padded to the longest of them
-            cost = best[i] + (j - i) * longest + pass_cost
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
+        # The last pass holds sorted rows i..j-1, padded to the longest of them (row j-1).
+        i = np.arange(max(0, j - limit), j)
+        costs = best[i] + (j - i) * sorted_lengths[j - 1] + pass_cost
+        k = int(np.argmin(costs))  # the first minimum: the longest last pass among equals
+        best[j], cut[j] = costs[k], i[k]
     passes = []
     j = n
     while j:
-        passes.append(order[cut[j] : j])
-        j = cut[j]
+        passes.append(order[cut[j] : j].tolist())
+        j = int(cut[j])
     return passes[::-1]
