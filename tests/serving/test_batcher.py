@@ -26,7 +26,7 @@ class RecordingScorer(StubScorer):
 def test_length_buckets_return_each_request_its_own_rows_in_order():
     scorer = RecordingScorer()
     served = Served("sentiment", 1, "prompting", "prompt", spec(), scorer, "stub", reference())
-    texts = [("x" * n) for n in (400, 4, 8, 380, 12, 4, 200)]
+    texts = [f"{i}" + "x" * n for i, n in enumerate((400, 4, 8, 380, 12, 5, 200))]  # all different
     jobs = [
         Job(served, [Example(t, 0) for t in texts[a:b]], time.monotonic() + 60) for a, b in ((0, 3), (3, 7))
     ]
@@ -40,4 +40,4 @@ def test_length_buckets_return_each_request_its_own_rows_in_order():
     assert all([len(t) for t in p] == sorted(len(t) for t in p) for p in scorer.passes)
     assert sorted(len(t) for p in scorer.passes for t in p) == sorted(map(len, texts))
     shortest_pass = min(scorer.passes, key=lambda p: max(map(len, p)))
-    assert max(map(len, shortest_pass)) <= 12  # the 4-12 character rows were not padded to 400
+    assert max(map(len, shortest_pass)) <= 13  # the 5-13 character rows were not padded to 400

@@ -90,7 +90,7 @@ def test_length_buckets_do_not_change_answers(prompts, monkeypatch, pass_cost):
     rng = random.Random(2)
     rows = [(prompts[rng.choice(list(prompts))], Example(rng.choice(TEXTS), 0)) for _ in range(16)]
     planned = []
-    monkeypatch.setitem(passes.PASS_COST_TOKENS, "cpu", pass_cost)
+    monkeypatch.setattr("tasktune.serving.mixed.pass_cost_tokens", lambda device_type: pass_cost)
     real_plan = passes.plan_passes
     monkeypatch.setattr(
         "tasktune.serving.mixed.plan_passes", lambda *a: planned.append(real_plan(*a)) or planned[-1]

@@ -343,9 +343,9 @@ def test_server_mixes_pinned_lora_versions_as_single_requests(
     adapters_per_pass: list[int] = []
     real = batcher_module.MIXED["shared-lora"]
 
-    def counting(rows):
+    def counting(rows, max_rows=None):
         adapters_per_pass.append(len({s.adapter for s, _ in rows}))
-        return real(rows)
+        return real(rows, max_rows)
 
     monkeypatch.setitem(batcher_module.MIXED, "shared-lora", counting)
     with TestClient(app) as c:
@@ -386,3 +386,13 @@ def test_server_mixes_pinned_lora_versions_as_single_requests(
         for pa, pb in zip(a["predictions"], b["predictions"], strict=True):
             for label in pa["probabilities"]:
                 assert abs(pa["probabilities"][label] - pb["probabilities"][label]) <= 1e-4
+
+
+def test_a_head_that_reads_the_template_is_not_put_on_the_host(backbones):
+    """The host reads the bare text; an encoder head trained on the template would be answered wrong."""
+    from tasktune.serving.shared_lora import applies
+
+    bert = backbones["bert"][0]
+    options = ft_route.default_options("few", "head", "lora", "encoder", 13)
+    assert options.head_input == "text" and applies(bert, options)
+    assert not applies(bert, options.model_copy(update={"head_input": "template"}))

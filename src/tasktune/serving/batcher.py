@@ -1,6 +1,7 @@
 """The micro-batcher: requests of every task queue up (bounded, R12); one worker thread takes what has
 arrived within a few milliseconds, up to ``max_batch`` texts, and answers it in as few forward passes
-as the adaptations allow (see :mod:`tasktune.serving.mixed`).
+as the adaptations allow (see :mod:`tasktune.serving.mixed`), each cut into length buckets where that
+is cheaper than padding (:mod:`tasktune.serving.passes`).
 
 One worker owns the models: PyTorch forward passes are not made faster by running several at once on
 the same device, and one thread keeps batches large and results deterministic. A request whose
@@ -23,7 +24,7 @@ import numpy as np
 from tasktune.errors import DataError, TaskTuneError
 from tasktune.serving.errors import ServingError
 from tasktune.serving.mixed import mix_key, mixed_soft_prompt_proba
-from tasktune.serving.passes import pass_cost_tokens, plan_passes
+from tasktune.serving.passes import device_type_of, pass_cost_tokens, plan_passes
 from tasktune.serving.pool import Served
 from tasktune.serving.shared_lora import mixed_lora_proba
 from tasktune.task.data import Example
@@ -193,9 +194,7 @@ class MicroBatcher:
         mixed = MIXED.get(key[0]) if isinstance(key, tuple) else None
         if mixed is not None:
             rows = [(job.served.scorer, e) for job in jobs for e in job.examples]
-            probs: list[np.ndarray] = []
-            for s in range(0, len(rows), self.max_batch):
-                probs += mixed(rows[s : s + self.max_batch])
+            probs = mixed(rows, max_rows=self.max_batch)  # length buckets of at most max_batch rows
             out, at = [], 0
             for job in jobs:
                 out.append(np.stack(probs[at : at + len(job.examples)]))
@@ -205,8 +204,10 @@ class MicroBatcher:
         flat = [e for job in jobs for e in job.examples]
         all_probs: np.ndarray | None = None
         # The scorer tokenizes inside predict_proba, so passes are planned on a length estimate.
-        for idx in self._passes([_estimated_tokens(e) for e in flat], self._device_type(scorer)):
+        for idx in self._passes([_estimated_tokens(e) for e in flat], device_type_of(scorer)):
             chunk = scorer.predict_proba([flat[i] for i in idx])
+            if len(chunk) != len(idx):  # numpy would broadcast one row over the pass
+                raise RuntimeError(f"the scorer answered {len(chunk)} rows for {len(idx)}")
             if all_probs is None:
                 all_probs = np.zeros((len(flat), chunk.shape[1]))
             all_probs[idx] = chunk
@@ -221,11 +222,6 @@ class MicroBatcher:
     def _passes(self, lengths: list[int], device_type: str) -> list[list[int]]:
         """Length buckets of at most ``max_batch`` rows (see :mod:`tasktune.serving.passes`)."""
         return plan_passes(lengths, pass_cost_tokens(device_type), self.max_batch)
-
-    @staticmethod
-    def _device_type(scorer: object) -> str:
-        backbone = getattr(scorer, "backbone", None)
-        return backbone.device.device.type if backbone is not None else "cpu"
 
     @staticmethod
     def _fail(job: Job, err: Exception) -> None:

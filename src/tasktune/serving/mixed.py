@@ -7,7 +7,7 @@ and one frozen-backbone pass answers them all, shallow and deep tasks together (
 bucket where padding would cost more than another pass). LoRA adaptations
 restored on a shared host mix the same way, each row running its own adapter
 (:func:`~tasktune.serving.shared_lora.mixed_lora_proba`). Rows of every other kind are grouped by
-adaptation and go through that adaptation's own scorer, one pass per group.
+adaptation and go through that adaptation's own scorer, in length buckets as well.
 """
 
 from __future__ import annotations
@@ -35,14 +35,16 @@ def mix_key(scorer: object) -> Hashable | None:
 
 
 @torch.inference_mode()
-def mixed_soft_prompt_proba(rows: Sequence[tuple[CausalSoftPrompt, Example]]) -> list[np.ndarray]:
-    """Probabilities of each row under its own soft prompt, in one pass per length bucket (see
-    :mod:`tasktune.serving.passes`); rows must share a mix key."""
+def mixed_soft_prompt_proba(
+    rows: Sequence[tuple[CausalSoftPrompt, Example]], max_rows: int | None = None
+) -> list[np.ndarray]:
+    """Probabilities of each row under its own soft prompt, in one pass per length bucket of at most
+    ``max_rows`` rows (see :mod:`tasktune.serving.passes`); rows must share a mix key."""
     ids = [sp.inputs.encode([e])[0] for sp, e in rows]
     backbone = rows[0][0].backbone
     out: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
     cost = pass_cost_tokens(backbone.device.device.type)
-    for idx in plan_passes([len(r) for r in ids], cost):
+    for idx in plan_passes([len(r) for r in ids], cost, max_rows):
         for i, probs in zip(idx, _one_pass([rows[i][0] for i in idx], [ids[i] for i in idx]), strict=True):
             out[i] = probs
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 # The fixed cost of one more forward pass, in token positions. Measured for SmolLM2-135M (fp32, 2-core
 # CPU, nothing else running): a pass costs about 80 ms + 1.4 ms per token position, so one more pass is
@@ -26,6 +27,16 @@ PASS_COST_TOKENS = {"cpu": 64, "cuda": 2048, "mps": 512}
 
 def pass_cost_tokens(device_type: str) -> int:
     return PASS_COST_TOKENS.get(device_type, PASS_COST_TOKENS["cuda"])
+
+
+def device_type_of(scorer: object) -> str:
+    """The device a scorer runs on: its backbone's, or that of what it wraps (an ensemble's members,
+    an encoder prompt's embedder); where none is found, an accelerator if there is one."""
+    for part in (scorer, *getattr(scorer, "members", ())[:1], getattr(scorer, "embed", None)):
+        backbone = getattr(part, "backbone", None)
+        if backbone is not None:
+            return backbone.device.device.type
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def plan_passes(lengths: Sequence[int], pass_cost: float, max_rows: int | None = None) -> list[list[int]]:

@@ -7,7 +7,8 @@ wrapped once by PEFT, and every LoRA adaptation becomes a named adapter on it; a
 :class:`SharedLoraScorer` reads one adapter out exactly as the classifier it replaces does (route 1's
 prompt and label tokens plus the trained label offset on a causal LM; mean pooling and the trained
 head on an encoder). :func:`mixed_lora_proba` answers rows of different adapters — other tasks, label
-sets and lengths — in one forward pass through PEFT's mixed-adapter batch inference (each LoRA layer
+sets and lengths — together (one forward pass per length bucket, :mod:`tasktune.serving.passes`)
+through PEFT's mixed-adapter batch inference (each LoRA layer
 adds row ``i`` only the update of adapter ``adapter_names[i]``; a layer an adapter does not target adds
 nothing to its rows), then applies each row's own readout.
 
@@ -355,7 +356,9 @@ def _pad_encoder_rows(enc: Sequence[Any], tok, dev) -> dict[str, torch.Tensor]:
 
 
 @torch.inference_mode()
-def mixed_lora_proba(rows: Sequence[tuple[SharedLoraScorer, Example]]) -> list[np.ndarray]:
+def mixed_lora_proba(
+    rows: Sequence[tuple[SharedLoraScorer, Example]], max_rows: int | None = None
+) -> list[np.ndarray]:
     """Probabilities of each row under its own LoRA adaptation, rows of every adapter together in one
     forward pass of the shared host per length bucket (:mod:`tasktune.serving.passes`); rows must
     share a host (:func:`~tasktune.serving.mixed.mix_key`)."""
@@ -371,7 +374,7 @@ def mixed_lora_proba(rows: Sequence[tuple[SharedLoraScorer, Example]]) -> list[n
         encoded = _tokenize_encoder_rows(rows, backbone.tokenizer)
         lengths = [len(r["input_ids"]) for r in encoded]
     out: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
-    for idx in plan_passes(lengths, pass_cost_tokens(backbone.device.device.type)):
+    for idx in plan_passes(lengths, pass_cost_tokens(backbone.device.device.type), max_rows):
         probs = _lora_pass(host, [rows[i][0] for i in idx], [encoded[i] for i in idx])
         for i, p in zip(idx, probs, strict=True):
             out[i] = p

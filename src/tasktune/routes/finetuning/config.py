@@ -53,7 +53,8 @@ class FinetuneOptions(BaseModel):
     # What a head objective's head reads: ``text`` (the bare input, the classic recipe) or ``template``
     # (the task's input template and answer cue around it, as prompt tuning renders it: no instruction,
     # no chat turn). On a causal LM the last position then sits where the model is about to answer, and
-    # its hidden state is shaped by the question (see default_options for what it gives).
+    # its hidden state is shaped by the question (see default_options for what it gives). An encoder's
+    # over-long input is cut at the end, cue included (the causal path keeps the end).
     head_input: Literal["text", "template"] = "text"
     train: TrainConfig
 
@@ -119,9 +120,9 @@ def default_options(
     # SST-2 K=16, 5 seeds: a probe of the bare text's last token 59.9 %, of its mean token 56.4 %, of
     # the template's cue 70.4 % (bench/results/head_features-sst2-cpu.json); fine-tuned, random head on
     # the bare text 51.2 % -> probe-started head at the cue 74.2 %, better on 5 of 5 seeds
-    # (ablation-head-template-cpu.json). On all-MiniLM-L6-v2 (mean pooling) the template costs 1.8
-    # points (64.22 -> 62.43, worse on 4 of 5 seeds), so encoders read the bare text. Full data is not
-    # measured: the classic bare text there.
+    # (ablation-head-template-cpu.json; template and probe changed together). On all-MiniLM-L6-v2
+    # (mean pooling) the template costs 1.8 points (64.22 -> 62.43, worse on 4 of 5 seeds), so encoders
+    # read the bare text. Full data is not measured: the classic bare text there.
     template = few_head and backbone_kind == "causal"
     return FinetuneOptions(
         objective=objective,

@@ -67,12 +67,12 @@ class PromptRenderer:
             texts.append(value)
             return f"{_OPEN}{len(texts) - 1}{_CLOSE}"
 
-        return render(
-            self.config.input_template,
-            **self.variables,
-            text=slot(example.text),
-            text_pair=slot(example.text_pair),
-        )
+        template = self.config.input_template
+        if example.text_pair is not None and "text_pair" not in template:
+            # A template written for single texts (every default is) must not drop a pair's second
+            # text: it goes on the next line.
+            template += "\n{{ text_pair }}"
+        return render(template, **self.variables, text=slot(example.text), text_pair=slot(example.text_pair))
 
     def answer_prefix(self, prompt_text: str) -> str:
         """The string put before a label word: a space when the prompt ends in a non-space."""
