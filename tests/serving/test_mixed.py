@@ -90,11 +90,9 @@ def test_length_buckets_do_not_change_answers(prompts, monkeypatch, pass_cost):
     rng = random.Random(2)
     rows = [(prompts[rng.choice(list(prompts))], Example(rng.choice(TEXTS), 0)) for _ in range(16)]
     planned = []
-    monkeypatch.setattr("tasktune.serving.mixed.pass_cost_tokens", lambda device_type: pass_cost)
+    monkeypatch.setattr(passes, "pass_cost_tokens", lambda device_type: pass_cost)
     real_plan = passes.plan_passes
-    monkeypatch.setattr(
-        "tasktune.serving.mixed.plan_passes", lambda *a: planned.append(real_plan(*a)) or planned[-1]
-    )
+    monkeypatch.setattr(passes, "plan_passes", lambda *a: planned.append(real_plan(*a)) or planned[-1])
     bucketed = mixed_soft_prompt_proba(rows)
     distinct_lengths = {len(sp.inputs.encode([e])[0]) for sp, e in rows}
     assert len(planned[0]) == (1 if pass_cost else len(distinct_lengths)) and len(distinct_lengths) > 2

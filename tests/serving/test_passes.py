@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tasktune.serving.passes import pass_cost_tokens, plan_passes
+from tasktune.serving.passes import in_passes, pass_cost_tokens, plan_passes
 
 
 def _cost(passes, lengths, pass_cost):
@@ -66,3 +66,11 @@ def test_a_large_batch_keeps_the_row_limit():
     passes = plan_passes(lengths, pass_cost_tokens("cpu"), max_rows=32)
     assert sorted(i for p in passes for i in p) == list(range(1024))
     assert max(map(len, passes)) <= 32
+
+
+def test_answers_come_back_in_the_rows_order_and_a_short_answer_is_an_error():
+    lengths = [30, 5, 60, 5]
+    out = in_passes(lengths, "cpu", lambda idx: [f"row{i}" for i in idx])
+    assert out == ["row0", "row1", "row2", "row3"]
+    with pytest.raises(RuntimeError, match="answered 1 rows for"):
+        in_passes(lengths, "cuda", lambda idx: ["only one"])

@@ -24,7 +24,7 @@ import numpy as np
 from tasktune.errors import DataError, TaskTuneError
 from tasktune.serving.errors import ServingError
 from tasktune.serving.mixed import mix_key, mixed_soft_prompt_proba
-from tasktune.serving.passes import device_type_of, pass_cost_tokens, plan_passes
+from tasktune.serving.passes import device_type_of, in_passes
 from tasktune.serving.pool import Served
 from tasktune.serving.shared_lora import mixed_lora_proba
 from tasktune.task.data import Example
@@ -191,37 +191,26 @@ class MicroBatcher:
                 job.future.set_result(probs)
 
     def _predict(self, key: object, jobs: list[Job]) -> list[np.ndarray]:
+        """Each job's (rows, labels) probabilities; the group's rows go in length buckets of at most
+        ``max_batch`` (:mod:`tasktune.serving.passes`)."""
         mixed = MIXED.get(key[0]) if isinstance(key, tuple) else None
         if mixed is not None:
-            rows = [(job.served.scorer, e) for job in jobs for e in job.examples]
-            probs = mixed(rows, max_rows=self.max_batch)  # length buckets of at most max_batch rows
-            out, at = [], 0
-            for job in jobs:
-                out.append(np.stack(probs[at : at + len(job.examples)]))
-                at += len(job.examples)
-            return out
-        scorer = jobs[0].served.scorer
-        flat = [e for job in jobs for e in job.examples]
-        all_probs: np.ndarray | None = None
-        # The scorer tokenizes inside predict_proba, so passes are planned on a length estimate.
-        for idx in self._passes([_estimated_tokens(e) for e in flat], device_type_of(scorer)):
-            chunk = scorer.predict_proba([flat[i] for i in idx])
-            if len(chunk) != len(idx):  # numpy would broadcast one row over the pass
-                raise RuntimeError(f"the scorer answered {len(chunk)} rows for {len(idx)}")
-            if all_probs is None:
-                all_probs = np.zeros((len(flat), chunk.shape[1]))
-            all_probs[idx] = chunk
-        if all_probs is None:  # no rows at all
-            all_probs = np.zeros((0, 0))
+            probs = mixed([(job.served.scorer, e) for job in jobs for e in job.examples], self.max_batch)
+        else:
+            scorer = jobs[0].served.scorer
+            flat = [e for job in jobs for e in job.examples]
+            # The scorer tokenizes inside predict_proba, so passes are planned on a length estimate.
+            probs = in_passes(
+                [_estimated_tokens(e) for e in flat],
+                device_type_of(scorer),
+                lambda idx: scorer.predict_proba([flat[i] for i in idx]),
+                self.max_batch,
+            )
         out, at = [], 0
         for job in jobs:
-            out.append(np.asarray(all_probs[at : at + len(job.examples)], dtype=np.float64))
+            out.append(np.stack(probs[at : at + len(job.examples)]).astype(np.float64))
             at += len(job.examples)
         return out
-
-    def _passes(self, lengths: list[int], device_type: str) -> list[list[int]]:
-        """Length buckets of at most ``max_batch`` rows (see :mod:`tasktune.serving.passes`)."""
-        return plan_passes(lengths, pass_cost_tokens(device_type), self.max_batch)
 
     @staticmethod
     def _fail(job: Job, err: Exception) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from tasktune.routes.prompt_tuning.causal import CausalSoftPrompt
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_label_logits
-from tasktune.serving.passes import pass_cost_tokens, plan_passes
+from tasktune.serving.passes import in_passes
 from tasktune.serving.shared_lora import SharedLoraScorer
 from tasktune.task.data import Example
 
@@ -41,13 +41,12 @@ def mixed_soft_prompt_proba(
     """Probabilities of each row under its own soft prompt, in one pass per length bucket of at most
     ``max_rows`` rows (see :mod:`tasktune.serving.passes`); rows must share a mix key."""
     ids = [sp.inputs.encode([e])[0] for sp, e in rows]
-    backbone = rows[0][0].backbone
-    out: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
-    cost = pass_cost_tokens(backbone.device.device.type)
-    for idx in plan_passes([len(r) for r in ids], cost, max_rows):
-        for i, probs in zip(idx, _one_pass([rows[i][0] for i in idx], [ids[i] for i in idx]), strict=True):
-            out[i] = probs
-    return out
+    return in_passes(
+        [len(r) for r in ids],
+        rows[0][0].backbone.device.device.type,
+        lambda idx: _one_pass([rows[i][0] for i in idx], [ids[i] for i in idx]),
+        max_rows,
+    )
 
 
 def _one_pass(scorers: Sequence[CausalSoftPrompt], ids: Sequence[Sequence[int]]) -> list[np.ndarray]:

@@ -13,7 +13,8 @@ tokens and prefix (R14, tests/serving/test_mixed.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ import torch
 # worth it when it saves more than ~60 padded positions. On a GPU one token position is microseconds
 # and launching one pass's few hundred kernels is milliseconds, so splitting there rarely pays.
 PASS_COST_TOKENS = {"cpu": 64, "cuda": 2048, "mps": 512}
+
+T = TypeVar("T")
 
 
 def pass_cost_tokens(device_type: str) -> int:
@@ -61,3 +64,21 @@ def plan_passes(lengths: Sequence[int], pass_cost: float, max_rows: int | None =
         passes.append(order[cut[j] : j].tolist())
         j = int(cut[j])
     return passes[::-1]
+
+
+def in_passes(
+    lengths: Sequence[int],
+    device_type: str,
+    run: Callable[[list[int]], Sequence[T]],
+    max_rows: int | None = None,
+) -> list[T]:
+    """``run`` on each pass's row indices (length buckets for ``device_type``); its answers, one per
+    row, come back in the rows' own order."""
+    out: list[T | None] = [None] * len(lengths)
+    for idx in plan_passes(lengths, pass_cost_tokens(device_type), max_rows):
+        answers = run(idx)
+        if len(answers) != len(idx):  # numpy would broadcast one row over the pass
+            raise RuntimeError(f"a pass answered {len(answers)} rows for {len(idx)}")
+        for i, answer in zip(idx, answers, strict=True):
+            out[i] = answer
+    return out  # type: ignore[return-value]

@@ -55,7 +55,7 @@ from tasktune.routes.finetuning.config import FinetuneOptions
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.search import zero_shot_config
-from tasktune.serving.passes import pass_cost_tokens, plan_passes
+from tasktune.serving.passes import in_passes
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -373,12 +373,12 @@ def mixed_lora_proba(
     else:
         encoded = _tokenize_encoder_rows(rows, backbone.tokenizer)
         lengths = [len(r["input_ids"]) for r in encoded]
-    out: list[np.ndarray] = [None] * len(rows)  # type: ignore[list-item]
-    for idx in plan_passes(lengths, pass_cost_tokens(backbone.device.device.type), max_rows):
-        probs = _lora_pass(host, [rows[i][0] for i in idx], [encoded[i] for i in idx])
-        for i, p in zip(idx, probs, strict=True):
-            out[i] = p
-    return out
+    return in_passes(
+        lengths,
+        backbone.device.device.type,
+        lambda idx: _lora_pass(host, [rows[i][0] for i in idx], [encoded[i] for i in idx]),
+        max_rows,
+    )
 
 
 def _lora_pass(

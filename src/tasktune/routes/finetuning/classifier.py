@@ -173,13 +173,12 @@ class FinetunedClassifier:
                 record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
                 return Encoded.of([r[-limit:] for r in ids], self._pad, self._dev)  # the cue is at the end
             texts, pairs = [r.text for r in rendered], None
+        elif self.kind == "causal":
+            joined = [e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}" for e in batch]
+            ids = tok(joined, add_special_tokens=False)["input_ids"]
+            record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
+            return Encoded.of([r[:limit] or [self._pad] for r in ids], self._pad, self._dev)
         else:
-            texts = [e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}" for e in batch]
-            if self.kind == "causal":
-                ids = tok(texts, add_special_tokens=False)["input_ids"]
-                record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
-                rows = [r[:limit] or [self._pad] for r in ids]
-                return Encoded.of(rows, self._pad, self._dev)
             texts = [e.text for e in batch]
             pairs = [e.text_pair for e in batch] if batch and batch[0].text_pair is not None else None
         return tokenize_bounded(
