@@ -36,6 +36,7 @@ from tasktune.task.protocols import (
     zero_shot,
 )
 from tasktune.task.spec import TaskSpec
+from tasktune.training.clock import Carried, carried_seconds
 from tasktune.training.errors import ResumeMismatchError
 
 log = logging.getLogger(__name__)
@@ -373,8 +374,10 @@ def run_matrix(
                     )
                     _reset_peak_memory()
                     start = time.perf_counter()
+                    carried = Carried()
                     try:
-                        fitted = route.fit(ctx)
+                        with carried_seconds() as carried:
+                            fitted = route.fit(ctx)
                     except ResumeMismatchError as err:
                         # Checkpoints of an earlier run of this cell with other settings or data
                         # (or from an older tasktune): useless here, so start the cell afresh.
@@ -389,8 +392,10 @@ def run_matrix(
                         if is_main_process():
                             shutil.rmtree(work_dir, ignore_errors=True)
                         start = time.perf_counter()
-                        fitted = route.fit(ctx)
-                    fit_seconds = time.perf_counter() - start
+                        with carried_seconds() as carried:
+                            fitted = route.fit(ctx)
+                    # A resumed cell: this process's time plus the training its checkpoints hold.
+                    fit_seconds = time.perf_counter() - start + carried.seconds
                     truncation.take()  # count only the test set's inputs from here
                     metrics, prediction = evaluate(
                         fitted.scorer, test.examples, batch_size=batch_size, seed=seed
@@ -420,6 +425,11 @@ def run_matrix(
                     )
                     if overrides:
                         result.info.route_config["overrides"] = overrides
+                    if carried.loops:
+                        result.info.route_config["resumed"] = {
+                            "training_loops": carried.loops,
+                            "seconds_from_checkpoints": round(carried.seconds, 2),
+                        }
                     if cut:  # R2: over-long inputs were cut to the route's limit; say how many
                         result.info.route_config["truncated_test_inputs"] = cut
                         for where, n in cut.items():

@@ -48,4 +48,9 @@ def test_killed_run_resumes_the_cell_from_its_checkpoint(task_dir, tiny_llama_di
     assert a.info.route_config["resumed_from_step"] is None
     assert [r.probs for r in a.records] == [r.probs for r in b.records]
     assert a.info.route_config["best_step"] == b.info.route_config["best_step"]
+    # The cost counts the training the checkpoint held, not only the time after the resume.
+    carried = b.info.route_config["resumed"]
+    assert carried["training_loops"] == 1 and carried["seconds_from_checkpoints"] > 0
+    assert b.timings.fit_seconds > carried["seconds_from_checkpoints"]
+    assert "resumed" not in a.info.route_config
     assert not (out / ".work" / CELL).exists()  # checkpoints go once the result is kept

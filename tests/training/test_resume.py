@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from tasktune.backbones.device import resolve_device
-from tasktune.training import checkpoints_of, read_folder, train
+from tasktune.training import carried_seconds, checkpoints_of, read_folder, train
 from tests.training.helpers import kill_after_checkpoint
 from tests.training.run_linear import RESUME_CONFIG, data
 
@@ -41,10 +41,14 @@ def test_kill_minus_nine_then_resume_equals_uninterrupted(tmp_path):
 
     # Resume B in this process, from a fresh trainable (its tensors come from the checkpoint).
     train_b, dev_b, model_b = data()
-    result_b = train(
-        model_b, train_b, dev_b, RESUME_CONFIG, cpu, output_dir=out_b, resume=True, progress=False
-    )
+    _, meta = read_folder(checkpoints_of(out_b)[-1])
+    with carried_seconds() as carried:
+        result_b = train(
+            model_b, train_b, dev_b, RESUME_CONFIG, cpu, output_dir=out_b, resume=True, progress=False
+        )
     assert result_b.resumed_from_step == killed_at
+    # The wall time the checkpoint recorded is reported to the caller's clock (runner's fit_seconds).
+    assert carried.loops == 1 and carried.seconds == meta["state"]["loop"]["seconds"] > 0
     for (name, a), (_, b) in zip(model_a.parameters(), model_b.parameters(), strict=True):
         assert torch.equal(a, b), name  # the best tensors, restored at the end
     last_a, _ = read_folder(checkpoints_of(tmp_path / "a")[-1])

@@ -4,6 +4,7 @@ pickle-free checkpoints with exact resume (R3) and divergence stop (R4)."""
 
 from tasktune.training.backend import Backend, LocalBackend, select_backend
 from tasktune.training.checkpoint import latest_checkpoint, list_checkpoints, read_folder
+from tasktune.training.clock import Carried, carried_seconds
 from tasktune.training.config import TrainConfig, TrainConfigError, parse_train_config
 from tasktune.training.errors import DivergenceError, ResumeMismatchError, TrainingError
 from tasktune.training.loop import checkpoints_of, train
@@ -13,6 +14,7 @@ from tasktune.training.schedule import build_optimizer, build_scheduler, lr_fact
 
 __all__ = [
     "Backend",
+    "Carried",
     "DivergenceError",
     "HistoryEntry",
     "LocalBackend",
@@ -25,6 +27,7 @@ __all__ = [
     "TrainingError",
     "build_optimizer",
     "build_scheduler",
+    "carried_seconds",
     "checkpoints_of",
     "latest_checkpoint",
     "list_checkpoints",

@@ -44,6 +44,7 @@ from tasktune.training.checkpoint import (
     unflatten_optimizer_state,
     write_folder_atomically,
 )
+from tasktune.training.clock import add_carried
 from tasktune.training.config import TrainConfig
 from tasktune.training.errors import DivergenceError, ResumeMismatchError, TrainingError
 from tasktune.training.protocol import Trainable
@@ -145,6 +146,7 @@ def train(
                 latest, named, optimizer, scheduler, data_order, config, fingerprint
             )
             last_checkpoint, resumed_from = latest, state.step
+            add_carried(state.seconds)  # the runner's fit time starts at the resume
             log.info("resuming from %s (step %d of %d)", latest, state.step, total_steps)
         elif resume:
             log.info("no checkpoint in %s: starting from scratch", ckpt_root)
