@@ -115,6 +115,15 @@ def main() -> None:
             # Subsets of different sizes share the protocol key; the size travels with each row.
             "train_limit": args.train_limit if protocol_key == "subset" else None,
         }
+        members = [r.info.route_config.get("members_on_test") for r in rs]
+        if all(members):  # an ensemble: its members on the same test set, and the gain over them
+            row["member_acc_mean"] = round(100 * float(np.mean([m["member_accuracy"] for m in members])), 2)
+            gains = [100 * m["gain_over_member_mean"] for m in members]
+            row["gain_over_member_mean"] = round(float(np.mean(gains)), 2)
+            row["gain_over_best_member"] = round(
+                100 * float(np.mean([m["gain_over_best_member"] for m in members])), 2
+            )
+            row["seeds_gaining"] = int(sum(g > 0 for g in gains))
         if json.loads(overrides):  # settings over the route's defaults at the time of the run
             row["overrides"] = json.loads(overrides)
         rows.append(row)

@@ -1,3 +1,5 @@
+import pytest
+
 from tasktune.routes.base import FitContext
 from tasktune.routes.registry import ROUTES
 from tasktune.runner import run_matrix
@@ -179,3 +181,23 @@ def test_route_settings_are_checked_against_a_local_folders_own_kind(task_dir, t
         32,
     )
     assert settings == {("prompt_tuning", str(tiny_bert_dir)): {"num_virtual_tokens": 5}}
+
+
+def test_an_ensemble_cell_reports_its_members_on_the_test_set(task_dir, tiny_llama_dir, tmp_path):
+    out = run_matrix(
+        load_task(task_dir / "task.yaml"),
+        route_names=["prompt_ensemble"],
+        backbone_names=[str(tiny_llama_dir)],
+        protocol="few",
+        seeds=[13],
+        k=8,
+        out_dir=tmp_path,
+        route_options={"prompt_ensemble": {"train.epochs": 2}},
+    )
+    assert not out.failures
+    (result,) = out.results
+    members = result.info.route_config["members_on_test"]
+    assert len(members["member_accuracy"]) == 3
+    assert members["ensemble_accuracy"] == pytest.approx(result.metrics["accuracy"], abs=1e-6)
+    mean = sum(members["member_accuracy"]) / 3
+    assert members["gain_over_member_mean"] == pytest.approx(members["ensemble_accuracy"] - mean, abs=1e-5)

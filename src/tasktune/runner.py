@@ -21,7 +21,7 @@ from typing import Any
 from tasktune import routes, truncation
 from tasktune.backbones.loading import Backbone, load_backbone
 from tasktune.errors import TaskTuneError
-from tasktune.evaluation.evaluator import build_result, evaluate, single_example_latency
+from tasktune.evaluation.evaluator import build_result, evaluate, member_summary, single_example_latency
 from tasktune.evaluation.results import RunResult, overrides_label, read_result, write_result
 from tasktune.routes.base import FitContext
 from tasktune.routes.overrides import flatten
@@ -425,6 +425,10 @@ def run_matrix(
                     )
                     if overrides:
                         result.info.route_config["overrides"] = overrides
+                    if prediction.members is not None:  # an ensemble: its gain over its own members
+                        result.info.route_config["members_on_test"] = member_summary(
+                            test.examples, prediction.members
+                        )
                     if carried.loops:
                         result.info.route_config["resumed"] = {
                             "training_loops": carried.loops,

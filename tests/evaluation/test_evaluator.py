@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasktune.evaluation.evaluator import build_result, evaluate, predict
+from tasktune.evaluation.evaluator import build_result, evaluate, member_summary, predict
 from tasktune.evaluation.results import read_result, write_result
 from tasktune.task.data import Example
 from tasktune.task.spec import parse_task
@@ -82,3 +82,45 @@ class BrokenScorer:
 def test_wrong_shape_is_caught():
     with pytest.raises(RuntimeError, match="shape"):
         evaluate(BrokenScorer(), EXAMPLES)
+
+
+class TwoMembers:
+    """Two members each sure where it is right and unsure where it is wrong (2 of 3 right each), so
+    their mean probability is right on all three of EXAMPLES (labels b, a, a)."""
+
+    num_labels = 2
+
+    def predict_member_proba(self, batch):
+        answers = {  # text: (member 0, member 1)
+            "abcd": ([0.1, 0.9], [0.6, 0.4]),
+            "ab": ([0.4, 0.6], [0.9, 0.1]),
+            "abcdef": ([0.8, 0.2], [0.8, 0.2]),
+        }
+        return np.array([answers[e.text] for e in batch])
+
+    def predict_proba(self, batch):
+        return self.predict_member_proba(batch).mean(1)
+
+
+def test_an_ensemble_is_scored_member_by_member_in_the_same_pass():
+    pred = predict(TwoMembers(), EXAMPLES, batch_size=2)
+    assert pred.members.shape == (3, 2, 2)
+    np.testing.assert_allclose(pred.probs, pred.members.mean(1))
+    summary = member_summary(EXAMPLES, pred.members)
+    assert summary["member_accuracy"] == [round(2 / 3, 6)] * 2
+    assert summary["ensemble_accuracy"] == 1.0
+    assert (
+        summary["gain_over_member_mean"] == summary["gain_over_best_member"] == pytest.approx(1 / 3, abs=1e-5)
+    )
+    assert predict(LengthScorer(), EXAMPLES).members is None  # not an ensemble: nothing kept
+
+
+def test_a_member_that_is_not_a_probability_is_named():
+    class Broken(TwoMembers):
+        def predict_member_proba(self, batch):
+            out = super().predict_member_proba(batch)
+            out[:, 1] = 0.9
+            return out
+
+    with pytest.raises(RuntimeError, match="Broken member 1"):
+        predict(Broken(), EXAMPLES)

@@ -14,7 +14,7 @@ import numpy as np
 
 from tasktune.evaluation.metrics import Metrics, compute_metrics
 from tasktune.evaluation.results import Record, RunInfo, RunResult, Timings
-from tasktune.evaluation.scorer import Scorer, check_probabilities
+from tasktune.evaluation.scorer import MemberScorer, Scorer, check_probabilities
 from tasktune.provenance import git_revision, machine_info, package_versions, utc_now
 from tasktune.task.data import Example
 
@@ -23,6 +23,7 @@ from tasktune.task.data import Example
 class Prediction:
     probs: np.ndarray  # (N, L)
     seconds: float
+    members: np.ndarray | None = None  # (N, M, L): an ensemble's members, each on every example
 
     @property
     def labels(self) -> np.ndarray:
@@ -46,16 +47,40 @@ def predict(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = length_order(examples)
     probs = np.zeros((len(examples), scorer.num_labels))
+    members: np.ndarray | None = None
+    who = type(scorer).__name__
     start = time.perf_counter()
     for i in range(0, len(examples), batch_size):
         idx = order[i : i + batch_size]
         batch = [examples[j] for j in idx]
-        probs[idx] = check_probabilities(
-            scorer.predict_proba(batch), len(batch), scorer.num_labels, type(scorer).__name__
-        )
+        if isinstance(scorer, MemberScorer):  # the same pass, kept per member as well
+            per_member = np.asarray(scorer.predict_member_proba(batch), dtype=np.float64)
+            if members is None:
+                members = np.zeros((len(examples), per_member.shape[1], scorer.num_labels))
+            for m in range(per_member.shape[1]):
+                check_probabilities(per_member[:, m], len(batch), scorer.num_labels, f"{who} member {m}")
+            members[idx] = per_member
+            probs[idx] = check_probabilities(per_member.mean(axis=1), len(batch), scorer.num_labels, who)
+        else:
+            probs[idx] = check_probabilities(scorer.predict_proba(batch), len(batch), scorer.num_labels, who)
         if progress is not None:
             progress(min(i + batch_size, len(examples)))
-    return Prediction(probs, time.perf_counter() - start)
+    return Prediction(probs, time.perf_counter() - start, members)
+
+
+def member_summary(examples: Sequence[Example], members: np.ndarray) -> dict:
+    """Each ensemble member's accuracy on ``examples`` beside the ensemble's (mean probability), and
+    the gain over the members' mean and over the best member (chosen here, on these examples: an
+    oracle, so the harder bar)."""
+    y = np.array([e.label for e in examples], dtype=np.int64)
+    each = [float((members[:, m].argmax(1) == y).mean()) for m in range(members.shape[1])]
+    ensemble = float((members.mean(axis=1).argmax(1) == y).mean())
+    return {
+        "member_accuracy": [round(a, 6) for a in each],
+        "ensemble_accuracy": round(ensemble, 6),
+        "gain_over_member_mean": round(ensemble - float(np.mean(each)), 6),
+        "gain_over_best_member": round(ensemble - max(each), 6),
+    }
 
 
 def peak_memory_mb() -> float:

@@ -24,6 +24,17 @@ class Scorer(Protocol):
     def predict_proba(self, batch: Sequence[Example]) -> np.ndarray: ...
 
 
+@runtime_checkable
+class MemberScorer(Scorer, Protocol):
+    """A scorer that averages members' probabilities can say what each member gave: the evaluator
+    then scores the members on the same examples at no extra cost and reports the ensemble's gain.
+    ``predict_proba`` must equal ``predict_member_proba(batch).mean(axis=1)``."""
+
+    def predict_member_proba(self, batch: Sequence[Example]) -> np.ndarray:
+        """(B, members, num_labels)."""
+        ...
+
+
 def check_probabilities(probs: np.ndarray, batch_size: int, num_labels: int, who: str) -> np.ndarray:
     """Guard against a route returning the wrong shape or non-probabilities (a bug, not user error)."""
     probs = np.asarray(probs, dtype=np.float64)

@@ -62,7 +62,9 @@ def test_the_probe_is_the_default_only_where_it_was_measured_to_help():
     causal = default_options("few", "head", "full", "causal", 13)
     assert (causal.head_init, causal.head_input) == ("probe", "template")  # measured together
     full = default_options("full", "head", "full", "causal", 13, 8000)
-    assert (full.head_init, full.head_input) == ("random", "text")
+    assert (full.head_init, full.head_input) == ("probe", "template")
+    assert full.train.eval_at_start  # the probe is a classifier dev may prefer to the fine-tune
+    assert not default_options("full", "head", "full", "encoder", 13, 8000).train.eval_at_start
     assert default_options("few", "head", "full", "encoder", 13).head_input == "text"
     assert default_options("full", "head", "full", "encoder", 13, 8000).head_init == "random"
     assert default_options("few", "prompt", "full", "encoder", 13).head_init == "random"

@@ -67,3 +67,7 @@ def test_ensemble_equals_mean_of_members_in_one_pass(llama):
     batch = list(DEV)
     expected = np.mean([m.predict_proba(batch) for m in members], axis=0)
     np.testing.assert_allclose(fitted.scorer.predict_proba(batch), expected, atol=1e-5)
+    # Each member's own answer comes out of the same pass (what the evaluator reports the gain from).
+    per_member = fitted.scorer.predict_member_proba(batch)
+    for m, member in enumerate(members):
+        np.testing.assert_allclose(per_member[:, m], member.predict_proba(batch), atol=1e-5)

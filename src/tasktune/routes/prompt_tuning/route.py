@@ -127,8 +127,12 @@ class EnsembleScorer:
         self.members = members
         self.num_labels = members[0].num_labels
 
-    @torch.no_grad()
     def predict_proba(self, batch: Sequence[Example]) -> np.ndarray:
+        return self.predict_member_proba(batch).mean(1)
+
+    @torch.no_grad()
+    def predict_member_proba(self, batch: Sequence[Example]) -> np.ndarray:
+        """(B, M, L): each member's probabilities (the evaluator reports the ensemble's gain from them)."""
         first = self.members[0]
         M, B = len(self.members), len(batch)
         dev = first.backbone.device.device
@@ -140,7 +144,7 @@ class EnsembleScorer:
         logits = deep_label_logits(
             first.backbone.model, enc, prefixes, labels, first.backbone.device.autocast()
         ).view(B, M, -1) + torch.stack([m.label_bias for m in self.members])  # each member's offset
-        return logits.softmax(-1).mean(1).double().cpu().numpy()
+        return logits.softmax(-1).double().cpu().numpy()
 
 
 @dataclass
