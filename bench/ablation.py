@@ -19,6 +19,7 @@ from common import RESULTS, device_tag, provenance
 
 from tasktune.evaluation.compare import summarise
 from tasktune.evaluation.results import cell_group, read_result
+from tasktune.routes.overrides import flatten
 
 
 def load(folder: Path, route: str, backbone: str) -> dict[int, object]:
@@ -34,6 +35,22 @@ def load(folder: Path, route: str, backbone: str) -> dict[int, object]:
     return found
 
 
+def label_by_options(a: dict[int, object], b: dict[int, object]) -> None:
+    """Two folders run with the route's defaults of different times (a default changed between
+    them) fall into one comparison cell; name each arm by the options that differ instead."""
+    first_a, first_b = next(iter(a.values())), next(iter(b.values()))
+    if cell_group(first_a) != cell_group(first_b):
+        return
+    fa = flatten(first_a.info.route_config.get("options") or {})
+    fb = flatten(first_b.info.route_config.get("options") or {})
+    differ = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+    if not differ:
+        raise SystemExit("the two folders ran the same settings: nothing to compare")
+    for results, flat in ((a, fa), (b, fb)):
+        for r in results.values():
+            r.info.route_config["overrides"] = {k: flat.get(k) for k in differ}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True)
@@ -45,6 +62,7 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="add to the rows already in the result file")
     args = ap.parse_args()
     a, b = load(args.a, args.route, args.backbone), load(args.b, args.route, args.backbone)
+    label_by_options(a, b)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise SystemExit("the two folders share no seed")
@@ -70,7 +88,7 @@ def main() -> None:
         f"{task}/{args.route}/{args.backbone}/paired_gain": round(float(gains.mean()), 2),
         f"{task}/{args.route}/{args.backbone}/seeds_better": int((gains > 0).sum()),
         f"{task}/{args.route}/{args.backbone}/seeds_worse": int((gains < 0).sum()),
-        f"{task}/{args.route}/{args.backbone}/p_holm": round(vb.p_holm, 6) if vb else None,
+        f"{task}/{args.route}/{args.backbone}/p_holm": float(f"{vb.p_holm:.3g}") if vb else None  # tiny p-values stay readable,
     }
     print(f"{task}: {args.route} on {args.backbone}, seeds {seeds}")
     for r in rows:

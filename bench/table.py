@@ -59,6 +59,8 @@ def _acc(row: dict) -> str:
     n = len(row.get("seeds") or [])
     if row["protocol"] == "few" and 0 < n < FEW_SEEDS:  # a partial row: say so next to its mean
         text += f" ({n} of {FEW_SEEDS} seeds)"
+    if "gain_over_member_mean" in row:  # an ensemble: what combining its members bought
+        text += f" (members {row['member_acc_mean']:.1f}, gain {row['gain_over_member_mean']:+.1f})"
     return text
 
 
