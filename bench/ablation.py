@@ -35,15 +35,15 @@ def load(folder: Path, route: str, backbone: str) -> dict[int, object]:
     return found
 
 
-def label_by_options(a: dict[int, object], b: dict[int, object]) -> None:
+def label_by_options(a: dict[int, object], b: dict[int, object], seed: int) -> None:
     """Two folders run with the route's defaults of different times (a default changed between
-    them) fall into one comparison cell; name each arm by the options that differ instead."""
-    first_a, first_b = next(iter(a.values())), next(iter(b.values()))
-    if cell_group(first_a) != cell_group(first_b):
+    them) fall into one comparison cell; name each arm by the options that differ instead, read
+    from the results of one seed both ran (the seed itself is not a setting)."""
+    if cell_group(a[seed]) != cell_group(b[seed]):
         return
-    fa = flatten(first_a.info.route_config.get("options") or {})
-    fb = flatten(first_b.info.route_config.get("options") or {})
-    differ = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+    fa = flatten(a[seed].info.route_config.get("options") or {})
+    fb = flatten(b[seed].info.route_config.get("options") or {})
+    differ = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k != "train.seed")
     if not differ:
         raise SystemExit("the two folders ran the same settings: nothing to compare")
     for results, flat in ((a, fa), (b, fb)):
@@ -62,10 +62,10 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="add to the rows already in the result file")
     args = ap.parse_args()
     a, b = load(args.a, args.route, args.backbone), load(args.b, args.route, args.backbone)
-    label_by_options(a, b)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise SystemExit("the two folders share no seed")
+    label_by_options(a, b, seeds[0])
     task = a[seeds[0]].info.task
     comparison = summarise([a[s] for s in seeds] + [b[s] for s in seeds])
     name_a, name_b = (cell_group(x[seeds[0]])[0] for x in (a, b))
@@ -88,7 +88,8 @@ def main() -> None:
         f"{task}/{args.route}/{args.backbone}/paired_gain": round(float(gains.mean()), 2),
         f"{task}/{args.route}/{args.backbone}/seeds_better": int((gains > 0).sum()),
         f"{task}/{args.route}/{args.backbone}/seeds_worse": int((gains < 0).sum()),
-        f"{task}/{args.route}/{args.backbone}/p_holm": float(f"{vb.p_holm:.3g}") if vb else None  # tiny p-values stay readable,
+        # Three significant digits: a rounding to decimals would show tiny p-values as 0.
+        f"{task}/{args.route}/{args.backbone}/p_holm": float(f"{vb.p_holm:.3g}") if vb else None,
     }
     print(f"{task}: {args.route} on {args.backbone}, seeds {seeds}")
     for r in rows:

@@ -36,7 +36,7 @@ from tasktune.task.protocols import (
     zero_shot,
 )
 from tasktune.task.spec import TaskSpec
-from tasktune.training.clock import Carried, carried_seconds
+from tasktune.training.clock import carried_seconds
 from tasktune.training.errors import ResumeMismatchError
 
 log = logging.getLogger(__name__)
@@ -374,7 +374,6 @@ def run_matrix(
                     )
                     _reset_peak_memory()
                     start = time.perf_counter()
-                    carried = Carried()
                     try:
                         with carried_seconds() as carried:
                             fitted = route.fit(ctx)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import safetensors.torch
+import torch
 
 import tasktune.training.loop as loop_module
 from tasktune.backbones.device import resolve_device
@@ -32,6 +33,8 @@ class Scenario:
     dropout: float
     config: TrainConfig
     n_dev: int = 8
+    # Each rank builds a different start (as a probe fitted per rank may): rank 0's must win.
+    start_per_rank: bool = False
 
 
 def _config(batch_size: int, grad_accum_steps: int) -> TrainConfig:
@@ -61,13 +64,17 @@ SCENARIOS = {
     # As "uneven" with dropout: no single-process twin (ranks draw their own masks), but ranks must agree
     # and resume must be exact.
     "dropout": Scenario(13, 0.2, _config(3, 2)),
+    "start_per_rank": Scenario(16, 0.0, _config(4, 2), start_per_rank=True),
 }
 
 
-def data(scenario: Scenario) -> tuple[list[Example], list[Example], LinearTrainable]:
+def data(scenario: Scenario, rank: int = 0) -> tuple[list[Example], list[Example], LinearTrainable]:
     n = scenario.n_train + scenario.n_dev
     examples = make_examples(n)
     trainable = LinearTrainable(features(n), dropout=scenario.dropout)
+    if scenario.start_per_rank:
+        with torch.no_grad():
+            trainable.weight.add_(0.01 * rank)  # the trained tensors only; the frozen part is shared
     return examples[: scenario.n_train], examples[scenario.n_train :], trainable
 
 
@@ -90,7 +97,7 @@ def main(root: Path, resume: bool) -> None:
         out = root / name
         if not out.is_dir():
             continue  # a resume launch only continues the scenarios the test prepared
-        train_ex, dev_ex, trainable = data(scenario)
+        train_ex, dev_ex, trainable = data(scenario, rank)
         result = train(
             trainable,
             train_ex,

@@ -64,6 +64,10 @@ class Backend(Protocol):
         """Raise :class:`TrainingError` unless ``value`` is the same on every rank."""
         ...
 
+    def broadcast_parameters(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Set every rank's tensors to the main process's (the start of a run)."""
+        ...
+
     def barrier(self) -> None: ...
 
 
@@ -93,6 +97,9 @@ class LocalBackend:
         return metrics
 
     def check_same(self, what: str, value: str) -> None:
+        return None
+
+    def broadcast_parameters(self, params: Sequence[torch.nn.Parameter]) -> None:
         return None
 
     def barrier(self) -> None:

@@ -112,6 +112,17 @@ class AccelerateBackend:
                 "every rank must see the same data, config and output folder (a shared filesystem)"
             )
 
+    @torch.no_grad()
+    def broadcast_parameters(self, params: Sequence[torch.nn.Parameter]) -> None:
+        # A route's start can be computed on each rank (an LP-FT probe of the frozen features, a
+        # calibration), and devices need not agree to the last bit; averaged gradients would never
+        # reconcile two starts. Every rank takes rank 0's.
+        for bucket in _buckets(list(params), BUCKET_NUMEL):
+            flat = torch.cat([p.reshape(-1) for p in bucket]).to(self.device)
+            dist.broadcast(flat, src=0)
+            for p, part in zip(bucket, flat.split([p.numel() for p in bucket]), strict=True):
+                p.copy_(part.view_as(p))
+
     def barrier(self) -> None:
         self.state.wait_for_everyone()
 

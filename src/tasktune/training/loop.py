@@ -154,6 +154,7 @@ def train(
     backend.check_same("the training and dev examples", f"{fingerprint['train']}/{fingerprint['dev']}")
     backend.check_same("the training config", config.model_dump_json())
     backend.check_same("the step to resume from (is the output folder shared?)", str(state.step))
+    backend.broadcast_parameters(params)  # one start for all ranks (equal already when resumed)
 
     last_saved_at = time.monotonic()  # for checkpoint_every_seconds: the run's start, or its resume
 

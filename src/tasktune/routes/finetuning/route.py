@@ -1,6 +1,7 @@
 """Route 3: fine-tuning through the shared training loop. Three registered routes:
 
-- ``finetune_head``: every weight trained, read out by a new linear head (the classic recipe);
+- ``finetune_head``: every weight trained, read out by a new linear head (the classic recipe; by
+  default on a causal LM the head reads the task's template and starts as a probe, see config.py);
 - ``finetune_prompt``: every weight trained through route 1's prompt and label words (causal LM) or
   the similarity to the label descriptions (encoder) — LM-BFF's prompt-based fine-tuning;
 - ``lora``: LoRA matrices (PEFT) trained, the rest frozen; through the prompt on a causal LM, through
@@ -43,7 +44,7 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     dev = dev_sample(ctx.dev, DEV_LIMIT, options.train.seed)
     start = None
     if options.interpolate < 1:
-        start = {name: p.detach().clone() for name, p in clf.parameters()}  # after calibration
+        start = {name: p.detach().clone() for name, p in clf.parameters()}  # after calibration and probe
     config, resume = checkpointed(for_task(options.train, ctx.task.metric), ctx.work_dir)
     result = train(clf, ctx.train, dev, config, ctx.backbone.device, progress=progress, **resume)
     trained = sum(p.numel() for _, p in clf.parameters())  # counted before finish() freezes them
