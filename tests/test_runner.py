@@ -201,3 +201,7 @@ def test_an_ensemble_cell_reports_its_members_on_the_test_set(task_dir, tiny_lla
     assert members["ensemble_accuracy"] == pytest.approx(result.metrics["accuracy"], abs=1e-6)
     mean = sum(members["member_accuracy"]) / 3
     assert members["gain_over_member_mean"] == pytest.approx(members["ensemble_accuracy"] - mean, abs=1e-5)
+    from tasktune.evaluation.compare import summarise
+
+    (note,) = [n for n in summarise(out.results).notes if "members average" in n]
+    assert f"{100 * mean:.1f} % accuracy on test" in note
