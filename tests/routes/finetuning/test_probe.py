@@ -68,11 +68,3 @@ def test_the_probe_is_the_default_only_where_it_was_measured_to_help():
     assert default_options("few", "head", "full", "encoder", 13).head_input == "text"
     assert default_options("full", "head", "full", "encoder", 13, 8000).head_init == "random"
     assert default_options("few", "prompt", "full", "encoder", 13).head_init == "random"
-
-
-def test_interpolating_toward_the_start_needs_a_start_that_classifies():
-    few = default_options("few", "head", "full", "encoder", 13)
-    with pytest.raises(ValueError, match="starts at random"):
-        FinetuneOptions.model_validate({**few.model_dump(), "head_init": "random", "interpolate": 0.5})
-    probed = FinetuneOptions.model_validate({**few.model_dump(), "head_init": "probe", "interpolate": 0.5})
-    assert probed.interpolate == 0.5  # WiSE-FT toward the LP-FT probe: a working classifier

@@ -219,8 +219,12 @@ def test_wise_ft_keeps_the_point_between_start_and_trained_weights(adapter, llam
 
 def test_wise_ft_is_refused_for_a_random_head():
     opts = default_options("few", "head", "full", "causal", 13)
-    with pytest.raises(ValueError, match="random head"):
-        FinetuneOptions(**{**opts.model_dump(), "interpolate": 0.5})
+    with pytest.raises(ValueError, match="starts at random"):
+        FinetuneOptions(**{**opts.model_dump(), "head_init": "random", "interpolate": 0.5})
+    # Toward an LP-FT probe start it is WiSE-FT proper: the start is a working classifier.
+    assert (
+        FinetuneOptions(**{**opts.model_dump(), "head_init": "probe", "interpolate": 0.5}).interpolate == 0.5
+    )
     assert default_options("few", "prompt", "full", "causal", 13).interpolate == 0.5
     assert default_options("full", "prompt", "full", "causal", 13).interpolate == 1.0
     assert default_options("few", "prompt", "full", "encoder", 13).interpolate == 1.0
