@@ -15,6 +15,8 @@ from tasktune.training.config import TrainConfig
 class PromptTuningOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # 20: the dev-best of 1/5/20/50 for a label-word start on SST-2 K=16, both backbones (test within
+    # noise of each other; bench/results/length_sweep-cpu.json). The prompt start has the prompt's length.
     num_virtual_tokens: int = Field(default=20, ge=1, le=512)
     depth: Literal["shallow", "deep"] = "shallow"
     # ``prompt``: the soft prompt starts as route 1's zero-shot prompt itself (its opening tokens'
