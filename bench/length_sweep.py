@@ -15,37 +15,37 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 from common import write_result
 
+from tasktune.routes.prompt_tuning.sweep import SweepCell, rows_of
 from tasktune.task.spec import load_task
 
 
 def _rows(task: str, backbone: str, cells: list[dict], protocol: str) -> list[dict]:
     """One row per length from the sweep's cells (several sweeps of one backbone may be collected)."""
-    rows = []
-    for length in sorted({c["length"] for c in cells}):
-        mine = sorted((c for c in cells if c["length"] == length), key=lambda c: c["seed"])
-        test = np.array([100 * c["test_accuracy"] for c in mine])
-        dev = [100 * c["dev_accuracy"] for c in mine if c["dev_accuracy"] is not None]
-        rows.append(
-            {
-                "task": task,
-                "protocol": protocol,
-                # One row per length: the length is part of the cell's name, as a --set label would be.
-                "route": f"prompt_tuning[num_virtual_tokens={length},init=labels]",
-                "backbone": backbone,
-                "length": length,
-                "seeds": [c["seed"] for c in mine],
-                "dev_mean": round(float(np.mean(dev)), 2) if dev else None,
-                "test_mean": round(float(test.mean()), 2),
-                "test_std": round(float(test.std(ddof=1)), 2) if len(test) > 1 else 0.0,
-                "test_per_seed": test.round(2).tolist(),
-                "trainable_parameters": mine[0]["trainable_parameters"],
-                "fit_seconds_mean": round(float(np.mean([c["fit_seconds"] for c in mine])), 2),
-            }
-        )
-    return rows
+    rows = rows_of([SweepCell(**c) for c in cells])
+    return [
+        {
+            "task": task,
+            "protocol": protocol,
+            # One row per length: the length is part of the cell's name, as a --set label would be.
+            "route": f"prompt_tuning[num_virtual_tokens={r.length},init=labels]",
+            "backbone": backbone,
+            "length": r.length,
+            "seeds": r.seeds,
+            "dev_mean": None if r.dev_mean is None else round(100 * r.dev_mean, 2),
+            "test_mean": round(100 * r.test_mean, 2),
+            "test_std": round(100 * r.test_std, 2),
+            "test_per_seed": [
+                round(100 * c["test_accuracy"], 2)
+                for c in sorted(cells, key=lambda c: c["seed"])
+                if c["length"] == r.length
+            ],
+            "trainable_parameters": r.trainable_parameters,
+            "fit_seconds_mean": round(r.fit_seconds_mean, 2),
+        }
+        for r in sorted(rows, key=lambda r: r.length)
+    ]
 
 
 def _run(args: argparse.Namespace, backbone: str) -> dict:

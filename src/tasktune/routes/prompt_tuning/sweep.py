@@ -92,7 +92,17 @@ def sweep_lengths(
             cells.append(cell)
             if on_cell is not None:
                 on_cell(cell)
-    return [_row(length, [c for c in cells if c.length == length]) for length in lengths], cells
+    return rows_of(cells), cells
+
+
+def rows_of(cells: Sequence[SweepCell]) -> list[SweepRow]:
+    """One row per length (in the order the lengths first appear), over the cells of that length; also
+    merges the cells of several sweeps of one backbone (bench/length_sweep.py --collect)."""
+    lengths = list(dict.fromkeys(c.length for c in cells))
+    return [
+        _row(length, sorted((c for c in cells if c.length == length), key=lambda c: c.seed))
+        for length in lengths
+    ]
 
 
 def _row(length: int, cells: list[SweepCell]) -> SweepRow:
