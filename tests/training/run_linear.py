@@ -17,6 +17,7 @@ RESUME_CONFIG = TrainConfig(
     max_steps=30,
     batch_size=4,
     grad_accum_steps=2,
+    group_by_length=True,  # a grouped order must resume exactly too (the checkpoint stores the order)
     lr=0.05,
     weight_decay=0.01,
     schedule="cosine",

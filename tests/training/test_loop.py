@@ -248,3 +248,20 @@ def test_soft_prompt_on_frozen_tiny_llama(tiny_llama_dir, tmp_path, capsys):
         assert torch.equal(v, frozen_before[k]), k  # the backbone is frozen
     tensors, _ = read_folder(checkpoints_of(tmp_path)[-1])
     assert set(tensors["trainable"]) == {"soft_prompt"}
+
+
+def test_a_checkpoint_of_other_route_options_is_not_resumed(tmp_path):
+    # Same tensors, same TrainConfig, other options (e.g. a head started as a probe vs at random):
+    # resuming would silently continue the other run.
+    train_ex, dev_ex, table = _data()
+    config = TrainConfig(max_steps=2, checkpoint_every=1)
+    kwargs = {"output_dir": tmp_path, "resume": True, "progress": False}
+    train(LinearTrainable(table), train_ex, dev_ex, config, CPU, setup={"head_init": "probe"}, **kwargs)
+    with pytest.raises(TrainingError, match=r"other options \(head_init: 'probe' -> 'random'\)"):
+        train(LinearTrainable(table), train_ex, dev_ex, config, CPU, setup={"head_init": "random"}, **kwargs)
+    with pytest.raises(TrainingError, match=r"other options \(head_init: 'probe' -> None\)"):
+        train(LinearTrainable(table), train_ex, dev_ex, config, CPU, **kwargs)
+    again = train(
+        LinearTrainable(table), train_ex, dev_ex, config, CPU, setup={"head_init": "probe"}, **kwargs
+    )
+    assert again.resumed_from_step == 2

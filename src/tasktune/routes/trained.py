@@ -29,19 +29,24 @@ def dev_sample(dev: Sequence[Example], n: int, seed: int) -> list[Example]:
 CHECKPOINT_SECONDS = 600.0  # a killed cell loses at most ten minutes of training
 
 
-def checkpointed(config: TrainConfig, work_dir: Path | None) -> tuple[TrainConfig, dict]:
+def checkpointed(
+    config: TrainConfig, work_dir: Path | None, options: BaseModel | None = None
+) -> tuple[TrainConfig, dict]:
     """``train()``'s config and keyword arguments for a cell's work folder: a checkpoint every ten
     minutes of training (unless the config sets its own interval; by time, so the cost stays a few
     percent whatever a step costs — a full fine-tune's checkpoint of SmolLM2 with Adam is 1.6 GB) and
     one at the end, and resume from the latest one there. One is kept: each is written atomically,
-    so the previous one is only removed once the new one is whole."""
+    so the previous one is only removed once the new one is whole. The route's ``options`` other than
+    ``train`` (checked by the loop itself) go into the checkpoint: one written with another head or
+    initialisation does not resume."""
     if work_dir is None:
         return config, {}
     if config.checkpoint_every is None and config.checkpoint_every_seconds is None:
         config = config.model_copy(
             update={"checkpoint_every_seconds": CHECKPOINT_SECONDS, "keep_checkpoints": 1}
         )
-    return config, {"output_dir": work_dir, "resume": True}
+    setup = options.model_dump(mode="json", exclude={"train"}) if options is not None else None
+    return config, {"output_dir": work_dir, "resume": True, "setup": setup}
 
 
 def training_summary(options: BaseModel, result: TrainResult) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The one training loop: prompt tuning and fine-tuning both come through :func:`train`.
 
 Per optimizer step: the next ``batch_size * grad_accum_steps`` examples of this epoch's seeded
-permutation (fewer at an epoch's end — a step never spans epochs), split into micro-batches whose mean
-losses are weighted by their share of the step, so that accumulation equals one big batch; forward under
+permutation (grouped by length when asked: training/batches.py; fewer at an epoch's end — a step never
+spans epochs), split into micro-batches whose mean losses are weighted by their share of the step, so
+that accumulation equals one big batch; forward under
 the device's autocast (bf16 on CUDA, fp32 on CPU; the trained tensors stay fp32); one check that loss
 and gradient norm are finite (R4), clipping, optimizer and scheduler step. Then, as due: a learning-curve
 entry, a dev evaluation (best tensors kept, early stopping), an atomic checkpoint (R3).
@@ -17,6 +18,7 @@ micro-batch, gradients are summed over ranks, and only the main process writes c
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -32,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tasktune.backbones.device import DeviceChoice
 from tasktune.task.data import Example, hash_examples
 from tasktune.training.backend import Backend, select_backend
+from tasktune.training.batches import epoch_order, text_sizes
 from tasktune.training.checkpoint import (
     FORMAT_VERSION,
     flatten_optimizer_state,
@@ -92,6 +95,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     backend: Backend | None = None,
+    setup: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``trainable``'s parameters; on return they hold the best (by the dev metric) tensors.
 
@@ -99,7 +103,8 @@ def train(
     end, and ``best/`` at the end. ``resume=True`` continues from the latest checkpoint there (or starts
     afresh if there is none) and ends with the same tensors as an uninterrupted run. Raises
     :class:`DivergenceError` on a non-finite loss, gradient norm or dev metric, leaving the last
-    checkpoint as it was.
+    checkpoint as it was. ``setup`` (JSON data) describes what built the trainable beyond its tensors'
+    names and shapes — a route's options: a checkpoint written under another setup is not resumed.
     """
     backend = backend if backend is not None else select_backend(device)
     if len(train_examples) == 0:
@@ -121,6 +126,9 @@ def train(
     if warmup >= total_steps:
         raise TrainingError(f"warmup of {warmup} steps is not shorter than the run ({total_steps} steps)")
     fingerprint = {"train": hash_examples(train_examples), "dev": hash_examples(dev_examples)}
+    if setup is not None:
+        fingerprint["setup"] = json.dumps(setup, sort_keys=True)
+    sizes = text_sizes(train_examples) if config.group_by_length else None
 
     seed_everything(config.seed)
     data_order = torch.Generator().manual_seed(config.seed)
@@ -231,8 +239,8 @@ def train(
             # (a prompt, a calibrated verbalizer), training can then only be chosen if dev says it helps.
             evaluate(lr)
         while state.finished is None and state.step < total_steps:
-            if permutation is None:
-                permutation = torch.randperm(n, generator=data_order)  # a new order every epoch
+            if permutation is None:  # a new order every epoch
+                permutation = epoch_order(n, examples_per_step, data_order, sizes)
                 state.position = 0
             take = min(examples_per_step, n - state.position)
             indices = permutation[state.position : state.position + take].tolist()
@@ -422,6 +430,14 @@ def _write_checkpoint(
     return path
 
 
+def _changes(saved: dict[str, Any], current: dict[str, Any], ignore: frozenset[str] = frozenset()) -> str:
+    """``"key: old -> new, ..."`` for the top-level keys that differ (empty when none do)."""
+    keys = sorted(
+        k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k) and k not in ignore
+    )
+    return ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys)
+
+
 def _restore(
     folder: Path,
     named: list[tuple[str, torch.nn.Parameter]],
@@ -440,12 +456,13 @@ def _restore(
     if data.get("format_version") != FORMAT_VERSION:
         found = data.get("format_version")
         raise ResumeMismatchError(f"checkpoint {folder} has format {found!r}, expected {FORMAT_VERSION}")
-    saved_config, current = data["config"], config.model_dump(mode="json")
-    changed = {k for k in saved_config.keys() | current.keys() if saved_config.get(k) != current.get(k)}
-    changed -= _RESUMABLE_CHANGES
-    if changed:
-        details = ", ".join(f"{k}: {saved_config.get(k)!r} -> {current.get(k)!r}" for k in sorted(changed))
+    details = _changes(data["config"], config.model_dump(mode="json"), ignore=_RESUMABLE_CHANGES)
+    if details:
         raise ResumeMismatchError(f"cannot resume {folder} with a different training config ({details})")
+    saved_setup, setup = (json.loads(d.get("setup", "null")) or {} for d in (data["data"], fingerprint))
+    details = _changes(saved_setup, setup)
+    if details:
+        raise ResumeMismatchError(f"cannot resume {folder}: it was trained with other options ({details})")
     if data["data"] != fingerprint:
         which = [k for k in fingerprint if data["data"].get(k) != fingerprint[k]]
         raise ResumeMismatchError(

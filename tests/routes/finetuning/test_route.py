@@ -230,6 +230,13 @@ def test_wise_ft_is_refused_for_a_random_head():
     assert default_options("few", "prompt", "full", "encoder", 13).interpolate == 1.0
 
 
+@pytest.mark.parametrize("kind", ["causal", "encoder"])
+def test_only_full_data_steps_are_grouped_by_length(kind):
+    # Grouping cuts padding on tens of thousands of examples; a few-shot set stays uniformly random.
+    assert default_options("full", "head", "lora", kind, 13, 60000).train.group_by_length
+    assert not default_options("few", "prompt", "full", kind, 13).train.group_by_length
+
+
 @pytest.mark.parametrize("adapter", ["full", "lora"])
 def test_evaluation_runs_the_prompt_opening_once_and_answers_as_training_reads(adapter, llama):
     """predict_proba (no gradient) runs the prompt's shared opening once per batch; the answers equal

@@ -99,6 +99,8 @@ def test_prompt_init_starts_as_route_ones_zero_shot_prompt(tiny_llama_dir, depth
 def test_encoders_keep_their_label_description_start():
     options = default_options("few", backbone_kind="encoder")
     assert options.init == "labels" and options.train.lr == 3e-2 and not options.train.eval_at_start
+    assert not options.train.group_by_length  # few-shot; full data groups steps by length
+    assert default_options("full", backbone_kind="encoder", n_train=60000).train.group_by_length
 
 
 def test_prompt_init_calibrates_like_route_one(tiny_llama_dir):

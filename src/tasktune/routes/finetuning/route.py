@@ -45,7 +45,7 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     start = None
     if options.interpolate < 1:
         start = {name: p.detach().clone() for name, p in clf.parameters()}  # after calibration and probe
-    config, resume = checkpointed(for_task(options.train, ctx.task.metric), ctx.work_dir)
+    config, resume = checkpointed(for_task(options.train, ctx.task.metric), ctx.work_dir, options)
     result = train(clf, ctx.train, dev, config, ctx.backbone.device, progress=progress, **resume)
     trained = sum(p.numel() for _, p in clf.parameters())  # counted before finish() freezes them
     if probe is not None:

@@ -46,7 +46,7 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
         # Start from the calibrated zero-shot prompt, as prompt-based fine-tuning does.
         trainable.calibrate(dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, seed))
     config, resume = checkpointed(
-        for_task(options.train, ctx.task.metric).model_copy(update={"seed": seed}), ctx.work_dir
+        for_task(options.train, ctx.task.metric).model_copy(update={"seed": seed}), ctx.work_dir, options
     )
     dev = dev_sample(ctx.dev, DEV_LIMIT, seed)
     result = train(trainable, ctx.train, dev, config, b.device, progress=progress, **resume)
