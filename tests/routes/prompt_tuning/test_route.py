@@ -71,3 +71,38 @@ def test_ensemble_equals_mean_of_members_in_one_pass(llama):
     per_member = fitted.scorer.predict_member_proba(batch)
     for m, member in enumerate(members):
         np.testing.assert_allclose(per_member[:, m], member.predict_proba(batch), atol=1e-5)
+
+
+def test_prompt_started_members_keep_their_calibration_through_the_registry(llama, tmp_path):
+    from tasktune.registry.store import Registry
+    from tasktune.routes.restore import restore_scorer
+
+    texts = tuple(e.text for e in TRAIN)
+    ctx = FitContext(TASK, TRAIN, DEV, "few", 13, llama, texts, options={"init": "prompt"})
+    fitted = get_route("prompt_ensemble").fit(ctx)
+    members = fitted.scorer.members
+    assert all(m.options.init == "prompt" for m in members)
+    assert all(m.label_bias.abs().sum() > 0 for m in members)  # calibrated starts, as prompt_tuning's
+    stored = fitted.artifact
+    assert stored["json_files"]["ensemble.json"]["label_bias"] == [m.label_bias.tolist() for m in members]
+    with Registry(tmp_path / "reg") as reg:
+        version = reg.save(
+            TASK.name,
+            stored["kind"],
+            backbone=llama.identity,
+            route="prompt_ensemble",
+            tensors=stored["tensors"],
+            json_files={**stored["json_files"], "task.json": TASK.definition()},
+        )
+        artifact = reg.load(TASK.name, version)
+    batch = list(DEV)
+    restored = restore_scorer(artifact, llama)
+    np.testing.assert_allclose(restored.predict_proba(batch), fitted.scorer.predict_proba(batch), atol=1e-6)
+
+
+def test_deep_members_are_refused(llama):
+    from tasktune.errors import TaskTuneError
+
+    ctx = FitContext(TASK, TRAIN, DEV, "few", 13, llama, options={"depth": "deep"})
+    with pytest.raises(TaskTuneError, match="members are shallow prompts"):
+        get_route("prompt_ensemble").fit(ctx)

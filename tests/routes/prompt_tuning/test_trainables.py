@@ -115,3 +115,13 @@ def test_prompt_init_calibrates_like_route_one(tiny_llama_dir):
     expected = calibration.apply(raw, calibration.mean_bias(raw))
     np.testing.assert_allclose(sp.predict_proba(BATCH), expected, atol=1e-5)
     assert [n for n, _ in sp.parameters()] == ["prompt_embeddings"]
+
+
+def test_prompt_started_ensemble_members_get_the_prompt_start_recipe():
+    from tasktune.routes import get_route
+
+    route = get_route("prompt_ensemble")
+    assert route.options("few", 13, 32, "causal", {}).init == "labels"
+    members = route.options("few", 13, 32, "causal", {"init": "prompt"})
+    single = default_options("few")
+    assert members.init == single.init == "prompt" and members.train == single.train

@@ -63,14 +63,17 @@ def restore_soft_prompt(artifact: Artifact, backbone: Backbone, task: TaskSpec) 
     if options.depth == "deep":
         prompt = _deep_prefix(prompt, backbone, where(artifact))
     sp = _causal(backbone, task, options, prompt, meta.get("label_token_ids"), where(artifact))
-    bias = meta.get("label_bias")
-    if bias is not None:
-        if len(bias) != task.num_labels:
-            raise TaskTuneError(
-                f"{where(artifact)}: label_bias has {len(bias)} values for {task.num_labels} labels"
-            )
-        sp.label_bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    _set_bias(sp, meta.get("label_bias"), where(artifact))
     return sp
+
+
+def _set_bias(sp: CausalSoftPrompt, bias: list[float] | None, name: str) -> None:
+    """The stored fixed label offset of a prompt-started soft prompt (absent: stays zeros)."""
+    if bias is None:
+        return
+    if len(bias) != sp.num_labels:
+        raise TaskTuneError(f"{name}: label_bias has {len(bias)} values for {sp.num_labels} labels")
+    sp.label_bias.copy_(torch.tensor(bias, dtype=torch.float32))
 
 
 @register_restorer("prompt_ensemble")
@@ -85,4 +88,13 @@ def restore_ensemble(artifact: Artifact, backbone: Backbone, task: TaskSpec) -> 
             f"x {n} virtual tokens"
         )
     prompts = stacked.view(members, n, stacked.shape[1])
-    return EnsembleScorer([_causal(backbone, task, options, p, None, where(artifact)) for p in prompts])
+    restored = [_causal(backbone, task, options, p, None, where(artifact)) for p in prompts]
+    biases = meta.get("label_bias")  # absent in ensembles stored before members could start calibrated
+    if biases is not None:
+        if len(biases) != members:
+            raise TaskTuneError(
+                f"{where(artifact)}: label_bias has {len(biases)} members, expected {members}"
+            )
+        for member, bias in zip(restored, biases, strict=True):
+            _set_bias(member, bias, where(artifact))
+    return EnsembleScorer(restored)

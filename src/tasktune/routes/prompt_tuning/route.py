@@ -191,6 +191,9 @@ class PromptEnsembleRoute:
                         "members": self.members,
                         "num_virtual_tokens": int(trained[0].prompt.shape[0]),
                         "options": options.model_dump(mode="json"),
+                        # Each member's fixed label offset (the calibration of a prompt start; zeros
+                        # for label-word starts).
+                        "label_bias": [t.label_bias.tolist() for t in trained],
                     }
                 },
             },
@@ -199,14 +202,14 @@ class PromptEnsembleRoute:
     def options(
         self, protocol: str, seed: int, n_train: int, kind: str, overrides: Mapping[str, Any]
     ) -> PromptTuningOptions:
-        # Label-word starts: prompt-initialised members would all begin as the same zero-shot prompt.
-        defaults = default_options(protocol, "shallow", seed, n_train, from_prompt=False)
+        # Label-word starts by default: prompt-started members all begin as the same zero-shot prompt and
+        # differ only by their data order. Asking for init=prompt brings the prompt start's recipe
+        # (its smaller learning rate, step 0 competing on dev), as prompt_tuning has it.
+        from_prompt = flatten(overrides).get("init") == "prompt"
+        defaults = default_options(protocol, "shallow", seed, n_train, from_prompt=from_prompt)
         options = apply_overrides(defaults, overrides, self.name)
-        if options.init == "prompt" or options.depth != "shallow":
-            raise TaskTuneError(
-                f"{self.name}: members are shallow prompts with different starts (init prompt would make "
-                "them all start alike)"
-            )
+        if options.depth != "shallow":
+            raise TaskTuneError(f"{self.name}: members are shallow prompts (got depth {options.depth!r})")
         return options
 
 
