@@ -50,7 +50,7 @@ def _launch(root: Path, tmp: Path, *extra: str) -> str:
         OMP_NUM_THREADS="1",
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
     )
-    cmd = [
+    launcher = [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
@@ -60,14 +60,15 @@ def _launch(root: Path, tmp: Path, *extra: str) -> str:
         "--mixed_precision=no",
         "--dynamo_backend=no",
         "--main_process_ip=127.0.0.1",
-        f"--main_process_port={_free_port()}",
-        "-m",
-        "tests.training.run_distributed",
-        str(root),
-        *extra,
     ]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    output = proc.stdout + proc.stderr
+    worker = ["-m", "tests.training.run_distributed", str(root), *extra]
+    for _attempt in range(3):
+        cmd = [*launcher, f"--main_process_port={_free_port()}", *worker]
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        output = proc.stdout + proc.stderr
+        # The port was free when asked for, but another process may take it before rank 0 binds it.
+        if proc.returncode == 0 or "address already in use" not in output.lower():
+            break
     assert proc.returncode == 0, output[-6000:]
     return output
 
