@@ -167,12 +167,15 @@ def test_ensemble_registers_as_one_prompt_tensor_and_restores_its_members(run, b
     artifact = _artifact(run, "prompt_ensemble", "llama")
     assert artifact.kind == "soft-prompt" and set(artifact.tensors) == {"prompt_embeddings"}
     meta = artifact.json_files["ensemble.json"]
-    assert (meta["members"], meta["num_virtual_tokens"]) == (3, 3)
-    assert artifact.tensors["prompt_embeddings"].shape == (9, backbones["llama"].hidden_size)
+    n = meta["num_virtual_tokens"]  # members start from the zero-shot prompt: its opening's length
+    assert meta["members"] == 3 and meta["options"]["init"] == "prompt"
+    assert artifact.tensors["prompt_embeddings"].shape == (3 * n, backbones["llama"].hidden_size)
     ensemble = restore_scorer(artifact, backbones["llama"])
     assert isinstance(ensemble, EnsembleScorer) and len(ensemble.members) == 3
     for m, member in enumerate(ensemble.members):
-        assert torch.equal(member.prompt.detach(), artifact.tensors["prompt_embeddings"][3 * m : 3 * m + 3])
+        assert n == len(member.inputs.prefix_ids)
+        assert torch.equal(member.prompt.detach(), artifact.tensors["prompt_embeddings"][n * m : n * (m + 1)])
+        assert member.label_bias.tolist() == meta["label_bias"][m]
 
 
 def test_prompt_with_demonstrations_pairs_and_calibration_restores_exactly(backbones, tmp_path):

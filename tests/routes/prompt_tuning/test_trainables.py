@@ -121,7 +121,9 @@ def test_prompt_started_ensemble_members_get_the_prompt_start_recipe():
     from tasktune.routes import get_route
 
     route = get_route("prompt_ensemble")
-    assert route.options("few", 13, 32, "causal", {}).init == "labels"
-    members = route.options("few", 13, 32, "causal", {"init": "prompt"})
+    members = route.options("few", 13, 32, "causal", {})
     single = default_options("few")
     assert members.init == single.init == "prompt" and members.train == single.train
+    assert route.options("few", 13, 32, "causal", {"init": "prompt"}) == members
+    labels = route.options("few", 13, 32, "causal", {"init": "labels"})
+    assert labels.init == "labels" and labels.train.lr == 3e-2 and not labels.train.eval_at_start

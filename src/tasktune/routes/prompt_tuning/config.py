@@ -42,7 +42,7 @@ def default_options(
     embeddings (SmolLM2: std 0.136 per coordinate), so the shallow learning rate is 3e-3, not the 3e-2
     a label-word start takes: at 3e-2 a handful of Adam steps would move every coordinate by more than
     its spread and the prompt would be forgotten before it helped. ``from_prompt=False`` asks for the
-    label-word start on a causal LM too (ensemble members, which all start alike either way)."""
+    label-word start on a causal LM too (the length sweep; ensemble members when asked)."""
     from_prompt = backbone_kind == "causal" and from_prompt is not False
     lr = (3e-3 if from_prompt else 3e-2) if depth == "shallow" else 5e-3
     shared = {"lr": lr, "seed": seed, "weight_decay": 1e-5, "eval_at_start": from_prompt}
