@@ -33,9 +33,9 @@ def epoch_order(
     n: int, examples_per_step: int, generator: torch.Generator, sizes: torch.Tensor | None = None
 ) -> torch.Tensor:
     """A seeded permutation of ``range(n)``; with ``sizes``, grouped so that each step's examples
-    are of similar length. The grouped order is a function of the permutation and the sizes alone,
-    so a checkpoint that stores the order resumes it exactly, and every data-parallel rank (same
-    generator state) draws the same one. A step never spans epochs: the last, short step of an epoch
+    are of similar length. The order depends only on the generator's state and the sizes, so every
+    data-parallel rank (same generator state) draws the same one, and a checkpoint that stores the
+    order (and the generator) resumes it exactly. A step never spans epochs: the last, short step of an epoch
     keeps the examples left over and stays last."""
     perm = torch.randperm(n, generator=generator)
     if sizes is None or n <= examples_per_step:
