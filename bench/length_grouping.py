@@ -97,11 +97,17 @@ def main() -> None:
             f"dev accuracy {r['dev_accuracy']:.4f}"
         )
     print(f"  ratio {ratio:.2f}x")
-    run = {"route": args.route, "backbone": args.backbone, "steps": steps, "batch": config.batch_size}
+    run = {
+        "route": args.route,
+        "backbone": args.backbone,
+        "steps": steps,
+        "batch": config.batch_size,
+        "n_dev": len(dev_ex),
+    }
     key = f"{args.route}/{args.backbone}"
     write_result(
         "length_grouping",
-        settings={"seed": SEED, "n_train": len(train_ex), "n_dev": len(dev_ex), "mode": mode},
+        settings={"seed": SEED, "n_train": len(train_ex), "mode": mode},  # per-run figures are in rows
         rows=[{**run, "lr": config.lr, **r} for r in rows],
         summary={
             f"{key}/ratio": round(ratio, 2),

@@ -52,6 +52,7 @@ def default_options(
         )
     else:
         schedule = full_data_schedule(n_train, 16, target_examples=3000)
-        # Steps of similar-length texts: less padding (bench/results/length_grouping-cpu.json).
+        # Steps of similar-length texts: SmolLM2 on SST-2 trained 1.30x faster, dev 0.863 vs 0.850
+        # (bench/results/length_grouping-cpu.json).
         train = TrainConfig(batch_size=16, warmup_ratio=0.06, group_by_length=True, **schedule, **shared)
     return PromptTuningOptions(depth=depth, init="prompt" if from_prompt else "labels", train=train)
