@@ -16,7 +16,7 @@ from tasktune.evaluation.metrics import Metrics, compute_metrics
 from tasktune.evaluation.results import Record, RunInfo, RunResult, Timings
 from tasktune.evaluation.scorer import MemberScorer, Scorer, check_probabilities
 from tasktune.provenance import git_revision, machine_info, package_versions, utc_now
-from tasktune.task.data import Example
+from tasktune.task.data import Example, text_chars
 
 
 @dataclass
@@ -34,7 +34,7 @@ def length_order(examples: Sequence[Example]) -> np.ndarray:
     """Indices of ``examples``, longest text first: batches of similar lengths carry little padding
     (a third of the work on SST-2 sentences in arrival order). Characters stand in for tokens, so any
     scorer can be batched this way; each example's answer does not depend on its batch-mates."""
-    sizes = np.array([len(e.text) + len(e.text_pair or "") for e in examples])
+    sizes = np.array(text_chars(examples))
     return np.argsort(-sizes, kind="stable")
 
 

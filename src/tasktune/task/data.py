@@ -57,6 +57,12 @@ class Split:
         return hash_examples(self.examples)
 
 
+def text_chars(examples: Iterable[Example]) -> list[int]:
+    """Characters of each example's text and pair: the stand-in for tokens when batching by length
+    (evaluation's length-sorted batches, training's length-grouped steps), no tokenizer needed."""
+    return [len(e.text) + len(e.text_pair or "") for e in examples]
+
+
 def hash_examples(examples: Iterable[Example]) -> str:
     """sha256 over the examples' content (text, pair, label) in order: the identity of a data set."""
     h = hashlib.sha256()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tasktune.task.data import Example
+from tasktune.task.data import Example, text_chars
 
 # Steps whose examples are sorted together: large enough that a step's texts are of similar lengths,
 # small enough that which examples meet in a step stays random (Hugging Face's Trainer uses 50).
@@ -25,8 +25,8 @@ MIN_CHUNKS = 8
 
 
 def text_sizes(examples: Sequence[Example]) -> torch.Tensor:
-    """Characters per example (text and pair), the stand-in for tokens: no tokenizer needed here."""
-    return torch.tensor([len(e.text) + len(e.text_pair or "") for e in examples], dtype=torch.long)
+    """Characters per example (text and pair), as a tensor for :func:`epoch_order`."""
+    return torch.tensor(text_chars(examples), dtype=torch.long)
 
 
 def epoch_order(
@@ -35,8 +35,8 @@ def epoch_order(
     """A seeded permutation of ``range(n)``; with ``sizes``, grouped so that each step's examples
     are of similar length. The order depends only on the generator's state and the sizes, so every
     data-parallel rank (same generator state) draws the same one, and a checkpoint that stores the
-    order (and the generator) resumes it exactly. A step never spans epochs: the last, short step of an epoch
-    keeps the examples left over and stays last."""
+    order (and the generator) resumes it exactly. A step never spans epochs: the last, short step of
+    an epoch keeps the examples left over and stays last."""
     perm = torch.randperm(n, generator=generator)
     if sizes is None or n <= examples_per_step:
         return perm

@@ -3,10 +3,10 @@
 Per optimizer step: the next ``batch_size * grad_accum_steps`` examples of this epoch's seeded
 permutation (grouped by length when asked: training/batches.py; fewer at an epoch's end — a step never
 spans epochs), split into micro-batches whose mean losses are weighted by their share of the step, so
-that accumulation equals one big batch; forward under
-the device's autocast (bf16 on CUDA, fp32 on CPU; the trained tensors stay fp32); one check that loss
-and gradient norm are finite (R4), clipping, optimizer and scheduler step. Then, as due: a learning-curve
-entry, a dev evaluation (best tensors kept, early stopping), an atomic checkpoint (R3).
+that accumulation equals one big batch; forward under the device's autocast (bf16 on CUDA, fp32 on CPU;
+the trained tensors stay fp32); one check that loss and gradient norm are finite (R4), clipping,
+optimizer and scheduler step. Then, as due: a learning-curve entry, a dev evaluation (best tensors
+kept, early stopping), an atomic checkpoint (R3).
 
 Everything a run's future depends on lives in :class:`_LoopState` plus the optimizer, scheduler and RNG
 states, and all of it goes into the checkpoint: resuming is "load, then run the same loop".
@@ -18,7 +18,6 @@ micro-batch, gradients are summed over ranks, and only the main process writes c
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -125,9 +124,9 @@ def train(
     warmup = config.warmup_for(total_steps)
     if warmup >= total_steps:
         raise TrainingError(f"warmup of {warmup} steps is not shorter than the run ({total_steps} steps)")
-    fingerprint = {"train": hash_examples(train_examples), "dev": hash_examples(dev_examples)}
+    fingerprint: dict[str, Any] = {"train": hash_examples(train_examples), "dev": hash_examples(dev_examples)}
     if setup is not None:
-        fingerprint["setup"] = json.dumps(setup, sort_keys=True)
+        fingerprint["setup"] = setup
     sizes = text_sizes(train_examples) if config.group_by_length else None
 
     seed_everything(config.seed)
@@ -398,7 +397,7 @@ def _write_checkpoint(
     data_order: torch.Generator,
     permutation: torch.Tensor | None,
     config: TrainConfig,
-    fingerprint: dict[str, str],
+    fingerprint: dict[str, Any],
     total_steps: int,
 ) -> Path:
     optim_tensors, optim_meta = flatten_optimizer_state(optimizer.state_dict())
@@ -445,7 +444,7 @@ def _restore(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     data_order: torch.Generator,
     config: TrainConfig,
-    fingerprint: dict[str, str],
+    fingerprint: dict[str, Any],
 ) -> tuple[_LoopState, torch.Tensor | None, dict[str, torch.Tensor]]:
     tensors, json_files = read_folder(folder)
     data = json_files.get("state")
@@ -459,8 +458,7 @@ def _restore(
     details = _changes(data["config"], config.model_dump(mode="json"), ignore=_RESUMABLE_CHANGES)
     if details:
         raise ResumeMismatchError(f"cannot resume {folder} with a different training config ({details})")
-    saved_setup, setup = (json.loads(d.get("setup", "null")) or {} for d in (data["data"], fingerprint))
-    details = _changes(saved_setup, setup)
+    details = _changes(data["data"].get("setup") or {}, fingerprint.get("setup") or {})
     if details:
         raise ResumeMismatchError(f"cannot resume {folder}: it was trained with other options ({details})")
     if data["data"] != fingerprint:
