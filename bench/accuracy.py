@@ -132,17 +132,21 @@ def main() -> None:
         summary[f"{key}/acc_std"] = row["acc_std"]
         summary[f"{key}/macro_f1_mean"] = row["macro_f1_mean"]
     size = f"-n{args.train_limit}" if protocol_key == "subset" else ""
+    run_settings = {
+        "task_file": args.task,
+        "train_limit": args.train_limit,
+        "backbones": args.backbones or "default",
+        "seeds": seeds or "default",
+        "test_split": "test",
+        "mode": "full test set",
+        **({"collected_from": str(args.collect)} if args.collect else {}),
+        **({"set": args.set} if args.set else {}),
+    }
+    # One entry per route, so that a later run of another route under the same task and protocol (the
+    # merge below) does not replace the settings this route's row was measured with.
     settings = {
-        f"{spec.name}/{protocol_key}{size}": {
-            "task_file": args.task,
-            "train_limit": args.train_limit,
-            "routes": args.routes,
-            "seeds": seeds or "default",
-            "test_split": "test",
-            "mode": "full test set",
-            **({"collected_from": str(args.collect)} if args.collect else {}),
-            **({"set": args.set} if args.set else {}),
-        }
+        f"{spec.name}/{protocol_key}{size}/{route}": run_settings
+        for route in sorted({r["route"] for r in rows})
     }
     write_result(f"accuracy-{args.label}", settings=settings, rows=rows, summary=summary, merge=True)
 
