@@ -20,6 +20,7 @@ RESUME_CONFIG = TrainConfig(
     group_by_length=True,  # a grouped order must resume exactly too (the checkpoint stores the order)
     lr=0.05,
     weight_decay=0.01,
+    ema_decay=0.9,  # the weight average is state too (the checkpoint stores it)
     schedule="cosine",
     warmup_steps=3,
     eval_every=4,

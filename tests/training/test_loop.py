@@ -265,3 +265,41 @@ def test_a_checkpoint_of_other_route_options_is_not_resumed(tmp_path):
         LinearTrainable(table), train_ex, dev_ex, config, CPU, setup={"head_init": "probe"}, **kwargs
     )
     assert again.resumed_from_step == 2
+
+
+def test_weight_average_is_what_is_evaluated_and_kept():
+    # The same run with and without ema_decay: training itself is unchanged (same losses), dev sees the
+    # exponential moving average of the trained tensors, and the average at the best step is returned.
+    train_ex, dev_ex, table = _data()
+    metrics = [0.1, 0.2, 0.3, 0.4, 0.5, 0.45]  # best at the 5th evaluation
+    decay = 0.8
+    runs = []
+    for ema in (None, decay):
+        model = LinearTrainable(table, dropout=0.0, scripted_metrics=metrics)
+        config = TrainConfig(max_steps=6, eval_every=1, log_every=1, metric="scripted", lr=0.1, ema_decay=ema)
+        runs.append((model, train(model, train_ex, dev_ex, config, CPU, progress=False)))
+    (plain, plain_result), (averaged, averaged_result) = runs
+    assert [h.train_loss for h in averaged_result.history] == [h.train_loss for h in plain_result.history]
+
+    expected = tensors_of(LinearTrainable(table, dropout=0.0))  # the start
+    for step, trained in enumerate(plain.snapshots, start=1):  # tensors after each step
+        weight = 1 - min(decay, (1 + step) / (10 + step))
+        expected = {k: v + weight * (trained[k] - v) for k, v in expected.items()}
+        for name, tensor in averaged.snapshots[step - 1].items():
+            torch.testing.assert_close(tensor, expected[name], rtol=1e-6, atol=1e-7)
+        if step == 5:
+            kept = expected
+    assert averaged_result.best_step == 5
+    for name, tensor in tensors_of(averaged).items():
+        torch.testing.assert_close(tensor, kept[name], rtol=1e-6, atol=1e-7)
+        assert not torch.allclose(tensor, plain.snapshots[4][name])  # not the step-5 tensors themselves
+
+
+def test_weight_average_without_dev_is_the_result():
+    train_ex, _, table = _data()
+    got = []
+    for ema in (None, 0.5):
+        model = LinearTrainable(table, dropout=0.0)
+        train(model, train_ex, [], TrainConfig(max_steps=5, lr=0.1, ema_decay=ema), CPU, progress=False)
+        got.append(tensors_of(model))
+    assert not torch.allclose(got[0]["head.weight"], got[1]["head.weight"])

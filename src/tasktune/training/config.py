@@ -44,6 +44,10 @@ class TrainConfig(BaseModel):
     schedule: ScheduleName = "linear"
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1, allow_inf_nan=False)
     warmup_steps: int | None = Field(default=None, ge=0)
+    # Polyak averaging: dev evaluation and the kept tensors use an exponential moving average of the
+    # trained tensors with this decay (training/averaging.py), e.g. 0.99 averages over the last ~100
+    # steps. None: the tensors as trained.
+    ema_decay: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)
     # None: no clipping (the norm is still computed, to catch a non-finite gradient — R4).
     max_grad_norm: float | None = Field(default=1.0, gt=0, allow_inf_nan=False)
     # None: evaluate on the dev split only at the end of the run.

@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tasktune.backbones.device import DeviceChoice
 from tasktune.task.data import Example, hash_examples
+from tasktune.training.averaging import WeightAverage
 from tasktune.training.backend import Backend, select_backend
 from tasktune.training.batches import epoch_order, text_sizes
 from tasktune.training.checkpoint import (
@@ -136,6 +138,7 @@ def train(
     state = _LoopState()
     permutation: torch.Tensor | None = None
     best_tensors: dict[str, torch.Tensor] = {}
+    average = WeightAverage(named, config.ema_decay) if config.ema_decay is not None else None
     last_checkpoint: Path | None = None
     resumed_from: int | None = None
 
@@ -150,7 +153,7 @@ def train(
             )
         if latest is not None:
             state, permutation, best_tensors = _restore(
-                latest, named, optimizer, scheduler, data_order, config, fingerprint
+                latest, named, optimizer, scheduler, data_order, config, fingerprint, average
             )
             last_checkpoint, resumed_from = latest, state.step
             add_carried(state.seconds)  # the runner's fit time starts at the resume
@@ -173,6 +176,7 @@ def train(
             state,
             named,
             best_tensors,
+            average,
             optimizer,
             scheduler,
             data_order,
@@ -197,27 +201,29 @@ def train(
         state.window_loss_sum, state.window_steps = 0.0, 0
 
     def evaluate(lr: float) -> None:
-        trainable.train_mode(False)
-        with torch.no_grad(), device.autocast():
-            metrics = {k: float(v) for k, v in trainable.evaluate(dev_examples).items()}
-        metrics = backend.broadcast_metrics(metrics)
-        trainable.train_mode(True)
-        if config.metric not in metrics:
-            raise TrainingError(
-                f"the trainable's evaluate() returned no {config.metric!r} (the config's metric); "
-                f"it returned {sorted(metrics)}"
-            )
-        value = metrics[config.metric]
-        if not math.isfinite(value):
-            raise DivergenceError(state.step, f"dev metric {config.metric!r}", value, last_checkpoint)
-        state.last_eval_step = state.step
-        if state.best_metric is None or value > state.best_metric:
-            state.best_metric, state.best_step, state.best_metrics = value, state.step, metrics
-            state.evals_without_improvement = 0
-            best_tensors.clear()
-            best_tensors.update({name: p.detach().clone() for name, p in named})
-        else:
-            state.evals_without_improvement += 1
+        # With averaging, the average is what is evaluated and kept; training goes on from its own tensors.
+        with average.swapped_in(named) if average is not None else nullcontext():
+            trainable.train_mode(False)
+            with torch.no_grad(), device.autocast():
+                metrics = {k: float(v) for k, v in trainable.evaluate(dev_examples).items()}
+            metrics = backend.broadcast_metrics(metrics)
+            trainable.train_mode(True)
+            if config.metric not in metrics:
+                raise TrainingError(
+                    f"the trainable's evaluate() returned no {config.metric!r} (the config's metric); "
+                    f"it returned {sorted(metrics)}"
+                )
+            value = metrics[config.metric]
+            if not math.isfinite(value):
+                raise DivergenceError(state.step, f"dev metric {config.metric!r}", value, last_checkpoint)
+            state.last_eval_step = state.step
+            if state.best_metric is None or value > state.best_metric:
+                state.best_metric, state.best_step, state.best_metrics = value, state.step, metrics
+                state.evals_without_improvement = 0
+                best_tensors.clear()
+                best_tensors.update({name: p.detach().clone() for name, p in named})
+            else:
+                state.evals_without_improvement += 1
         add_history(lr, metrics)
 
     stop_reason: StopReason = "epochs" if config.epochs is not None else "max_steps"
@@ -257,6 +263,8 @@ def train(
                 raise DivergenceError(step_number, "gradient norm", grad_norm, last_checkpoint)
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update(named, step_number)
             state.train_seconds += time.perf_counter() - started
             state.step, state.position = step_number, state.position + take
             state.examples_seen += take
@@ -302,7 +310,8 @@ def train(
     stop_reason = state.finished  # type: ignore[assignment]  # set above; restored runs carry theirs
     if not has_dev:  # nothing to choose by: the final tensors are the result
         state.best_step = state.step
-        best_tensors = {name: p.detach().clone() for name, p in named}
+        final = average.tensors if average is not None else {name: p.detach() for name, p in named}
+        best_tensors = {name: t.clone() for name, t in final.items()}
     with torch.no_grad():
         for name, p in named:
             p.copy_(best_tensors[name])
@@ -392,6 +401,7 @@ def _write_checkpoint(
     state: _LoopState,
     named: list[tuple[str, torch.nn.Parameter]],
     best_tensors: dict[str, torch.Tensor],
+    average: WeightAverage | None,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     data_order: torch.Generator,
@@ -424,6 +434,8 @@ def _write_checkpoint(
         "optimizer": optim_tensors,
         "rng": rng_tensors,
     }
+    if average is not None:
+        tensor_files["average"] = average.tensors
     path = write_folder_atomically(folder, tensor_files, {"state": data})
     log.info("checkpoint written: %s", path)
     return path
@@ -445,10 +457,15 @@ def _restore(
     data_order: torch.Generator,
     config: TrainConfig,
     fingerprint: dict[str, Any],
+    average: WeightAverage | None,
 ) -> tuple[_LoopState, torch.Tensor | None, dict[str, torch.Tensor]]:
     tensors, json_files = read_folder(folder)
     data = json_files.get("state")
-    missing = {"trainable", "best", "optimizer", "rng"} - set(tensors)
+    # A run with averaging also wrote "average"; the training config (compared below) says whether it did.
+    wanted = {"trainable", "best", "optimizer", "rng"} | (
+        {"average"} if data and data["config"].get("ema_decay") else set()
+    )
+    missing = wanted - set(tensors)
     if data is None or missing:
         what = sorted(missing) or ["state.json"]
         raise ResumeMismatchError(f"checkpoint {folder} is incomplete (missing {what})")
@@ -480,6 +497,8 @@ def _restore(
     optimizer.load_state_dict(unflatten_optimizer_state(tensors["optimizer"], data["optimizer"], template))
     scheduler.load_state_dict({**data["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
     restore_rng(data_order, tensors["rng"], data["rng"])
+    if average is not None:
+        average.load(tensors["average"])
     permutation = tensors["rng"]["permutation"] if data["has_permutation"] else None
     device = named[0][1].device
     best = {name: t.to(device) for name, t in tensors["best"].items()}
