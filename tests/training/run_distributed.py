@@ -64,7 +64,10 @@ SCENARIOS = {
     # As "uneven" with dropout: no single-process twin (ranks draw their own masks), but ranks must agree
     # and resume must be exact.
     "dropout": Scenario(13, 0.2, _config(3, 2)),
-    "start_per_rank": Scenario(16, 0.0, _config(4, 2), start_per_rank=True),
+    # With a weight average: it must start from rank 0's start on every rank too.
+    "start_per_rank": Scenario(
+        16, 0.0, _config(4, 2).model_copy(update={"ema_decay": 0.9}), start_per_rank=True
+    ),
 }
 
 

@@ -53,7 +53,8 @@ def test_kill_minus_nine_then_resume_equals_uninterrupted(tmp_path):
         assert torch.equal(a, b), name  # the best tensors, restored at the end
     last_a, _ = read_folder(checkpoints_of(tmp_path / "a")[-1])
     last_b, _ = read_folder(checkpoints_of(out_b)[-1])
-    for group in ("trainable", "optimizer", "best", "average"):  # final (not only best) tensors and optimizer state
+    # Final (not only best) tensors, optimizer state and the weight average.
+    for group in ("trainable", "optimizer", "best", "average"):
         assert last_a[group].keys() == last_b[group].keys()
         for key in last_a[group]:
             assert torch.equal(last_a[group][key], last_b[group][key]), (group, key)

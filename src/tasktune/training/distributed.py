@@ -12,8 +12,11 @@ over flat buckets of the gradients, is all that is needed.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
@@ -26,6 +29,7 @@ from tasktune.training.errors import TrainingError
 from tasktune.training.rng import seed_everything
 
 T = TypeVar("T")
+EXIT_BARRIER_SECONDS = 60
 BUCKET_NUMEL = 1 << 22  # 16 MiB of fp32 gradients per all-reduce: bounds the extra memory of flattening
 
 
@@ -44,6 +48,11 @@ class AccelerateBackend:
                 f"(distributed type {self.state.distributed_type}); is the device {wanted} usable here?"
             )
         self.rank, self.world_size = self.state.process_index, self.state.num_processes
+        # The process group's gloo/NCCL threads must be shut down before the interpreter tears down, or a
+        # rank can abort at exit ("terminate called without an active exception", seen on CPU runs of
+        # tests/training/test_distributed.py) after its work is done and report the run as failed.
+        atexit.unregister(_destroy_process_group)  # once per process, however many runs it trains
+        atexit.register(_destroy_process_group)
         self.device = torch.device(self.state.device)
         if wanted.type != self.device.type or (wanted.type == "cuda" and wanted.index != self.device.index):
             raise TrainingError(
@@ -138,3 +147,14 @@ def _buckets(params: Sequence[torch.nn.Parameter], numel: int) -> Iterator[list[
         size += p.numel()
     if bucket:
         yield bucket
+
+
+def _destroy_process_group() -> None:
+    if not dist.is_initialized():
+        return
+    if dist.get_backend() == "gloo":
+        # Ranks leave together: one that tears its connections down while a peer is still using them
+        # is what aborted. Bounded, because after one rank's error the others may never come.
+        with contextlib.suppress(RuntimeError):
+            dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
+    dist.destroy_process_group()

@@ -165,6 +165,8 @@ def train(
     backend.check_same("the training config", config.model_dump_json())
     backend.check_same("the step to resume from (is the output folder shared?)", str(state.step))
     backend.broadcast_parameters(params)  # one start for all ranks (equal already when resumed)
+    if average is not None and resumed_from is None:
+        average = WeightAverage(named, config.ema_decay)  # from that start: the same on every rank
 
     last_saved_at = time.monotonic()  # for checkpoint_every_seconds: the run's start, or its resume
 
