@@ -37,15 +37,20 @@ def checkpointed(
     percent whatever a step costs — a full fine-tune's checkpoint of SmolLM2 with Adam is 1.6 GB) and
     one at the end, and resume from the latest one there. One is kept: each is written atomically,
     so the previous one is only removed once the new one is whole. The route's ``options`` other than
-    ``train`` (checked by the loop itself) go into the checkpoint: one written with another head or
-    initialisation does not resume."""
+    ``train`` (checked by the loop itself) and those the options class lists in ``AFTER_TRAINING``
+    (applied to the trained tensors afterwards) go into the checkpoint: one written with another head
+    or initialisation does not resume."""
     if work_dir is None:
         return config, {}
     if config.checkpoint_every is None and config.checkpoint_every_seconds is None:
         config = config.model_copy(
             update={"checkpoint_every_seconds": CHECKPOINT_SECONDS, "keep_checkpoints": 1}
         )
-    setup = options.model_dump(mode="json", exclude={"train"}) if options is not None else None
+    setup = None
+    if options is not None:
+        setup = options.model_dump(
+            mode="json", exclude={"train": True, **getattr(options, "AFTER_TRAINING", {})}
+        )
     return config, {"output_dir": work_dir, "resume": True, "setup": setup}
 
 

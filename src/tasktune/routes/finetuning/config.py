@@ -9,7 +9,7 @@ move: all of them (``full``) or LoRA matrices (the rest frozen).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -57,6 +57,10 @@ class FinetuneOptions(BaseModel):
     # over-long input is cut at the end, cue included (the causal path keeps the end).
     head_input: Literal["text", "template"] = "text"
     train: TrainConfig
+
+    # Applied to the trained tensors after training, so a checkpoint written under other values of these
+    # still resumes (routes/trained.checkpointed): WiSE-FT's weight, LoRA merging for prediction.
+    AFTER_TRAINING: ClassVar[dict] = {"interpolate": True, "lora": {"merge_for_inference": True}}
 
     @model_validator(mode="after")
     def _interpolate_needs_a_working_start(self) -> FinetuneOptions:
