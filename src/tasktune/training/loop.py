@@ -138,7 +138,7 @@ def train(
     state = _LoopState()
     permutation: torch.Tensor | None = None
     best_tensors: dict[str, torch.Tensor] = {}
-    average = WeightAverage(named, config.ema_decay) if config.ema_decay is not None else None
+    saved_average: dict[str, torch.Tensor] | None = None
     last_checkpoint: Path | None = None
     resumed_from: int | None = None
 
@@ -152,8 +152,8 @@ def train(
                 "or choose an empty output folder"
             )
         if latest is not None:
-            state, permutation, best_tensors = _restore(
-                latest, named, optimizer, scheduler, data_order, config, fingerprint, average
+            state, permutation, best_tensors, saved_average = _restore(
+                latest, named, optimizer, scheduler, data_order, config, fingerprint
             )
             last_checkpoint, resumed_from = latest, state.step
             add_carried(state.seconds)  # the runner's fit time starts at the resume
@@ -165,8 +165,10 @@ def train(
     backend.check_same("the training config", config.model_dump_json())
     backend.check_same("the step to resume from (is the output folder shared?)", str(state.step))
     backend.broadcast_parameters(params)  # one start for all ranks (equal already when resumed)
-    if average is not None and resumed_from is None:
-        average = WeightAverage(named, config.ema_decay)  # from that start: the same on every rank
+    # Started after the broadcast, so it is the same on every rank.
+    average = WeightAverage(named, config.ema_decay) if config.ema_decay is not None else None
+    if average is not None and saved_average is not None:
+        average.load(saved_average)
 
     last_saved_at = time.monotonic()  # for checkpoint_every_seconds: the run's start, or its resume
 
@@ -459,8 +461,7 @@ def _restore(
     data_order: torch.Generator,
     config: TrainConfig,
     fingerprint: dict[str, Any],
-    average: WeightAverage | None,
-) -> tuple[_LoopState, torch.Tensor | None, dict[str, torch.Tensor]]:
+) -> tuple[_LoopState, torch.Tensor | None, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     tensors, json_files = read_folder(folder)
     data = json_files.get("state")
     # A run with averaging also wrote "average"; the training config (compared below) says whether it did.
@@ -499,12 +500,13 @@ def _restore(
     optimizer.load_state_dict(unflatten_optimizer_state(tensors["optimizer"], data["optimizer"], template))
     scheduler.load_state_dict({**data["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
     restore_rng(data_order, tensors["rng"], data["rng"])
-    if average is not None:
-        average.load(tensors["average"])
     permutation = tensors["rng"]["permutation"] if data["has_permutation"] else None
     device = named[0][1].device
     best = {name: t.to(device) for name, t in tensors["best"].items()}
-    return _LoopState(**data["loop"]), permutation, best
+    average = tensors.get("average")
+    if average is not None and set(average) != {n for n, _ in named}:
+        raise ResumeMismatchError(f"checkpoint {folder}: its weight average holds {sorted(average)}")
+    return _LoopState(**data["loop"]), permutation, best, average
 
 
 def _write_best(folder: Path, state: _LoopState, best: dict[str, torch.Tensor], config: TrainConfig) -> None:
