@@ -42,6 +42,7 @@ class LinearTrainable:
         nan_grad_at_call: int | None = None,
         on_loss_call: Callable[[int], None] | None = None,
         scripted_metrics: Sequence[float] | None = None,
+        names: tuple[str, str] = ("head.weight", "head.bias"),
     ):
         g = torch.Generator().manual_seed(init_seed)
         self.weight = torch.nn.Parameter(torch.randn(DIM, CLASSES, generator=g) * 0.1)  # (D, C)
@@ -53,9 +54,11 @@ class LinearTrainable:
         self.training = False
         self.loss_calls = 0
         self.snapshots: list[dict[str, torch.Tensor]] = []  # tensors at each evaluate() call
+        # What the loop sees the two tensors as (a backbone block's name puts them in other lr groups).
+        self.names = names
 
     def parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        return [("head.weight", self.weight), ("head.bias", self.bias)]
+        return [(self.names[0], self.weight), (self.names[1], self.bias)]
 
     def train_mode(self, training: bool) -> None:
         self.training = training

@@ -21,6 +21,7 @@ RESUME_CONFIG = TrainConfig(
     lr=0.05,
     weight_decay=0.01,
     ema_decay=0.9,  # the weight average is state too (the checkpoint stores it)
+    layer_lr_decay=0.5,  # two optimizer parameter groups (the weight is named as a block's, below)
     schedule="cosine",
     warmup_steps=3,
     eval_every=4,
@@ -34,7 +35,11 @@ RESUME_CONFIG = TrainConfig(
 
 def data() -> tuple[list, list, LinearTrainable]:
     examples = make_examples(N_TRAIN + N_DEV)
-    return examples[:N_TRAIN], examples[N_TRAIN:], LinearTrainable(features(N_TRAIN + N_DEV))
+    return (
+        examples[:N_TRAIN],
+        examples[N_TRAIN:],
+        LinearTrainable(features(N_TRAIN + N_DEV), names=("model.encoder.layer.0.weight", "head.bias")),
+    )
 
 
 def main(output_dir: Path, sleep_s: float) -> None:

@@ -40,6 +40,12 @@ class TrainConfig(BaseModel):
     group_by_length: bool = False
     lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
     weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    # Layer-wise lr decay (Howard & Ruder 2018; ELECTRA, BEiT): a backbone's block i of L trains at
+    # lr * decay ** (L - i), its embeddings at lr * decay ** (L + 1), everything above the blocks (head,
+    # pooler, final norm, soft prompt) at lr. Lower layers hold general features that a large lr
+    # erases. None (or 1): one lr for all. Tensors outside any numbered block are all "top", so a
+    # trainable without a backbone's blocks (a soft prompt, a linear model) is unaffected.
+    layer_lr_decay: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     optimizer: OptimizerName = "adamw"
     schedule: ScheduleName = "linear"
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1, allow_inf_nan=False)

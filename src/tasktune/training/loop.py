@@ -133,7 +133,7 @@ def train(
 
     seed_everything(config.seed)
     data_order = torch.Generator().manual_seed(config.seed)
-    optimizer = build_optimizer(params, config)
+    optimizer = build_optimizer(named, config)
     scheduler = build_scheduler(optimizer, config, total_steps)
     state = _LoopState()
     permutation: torch.Tensor | None = None

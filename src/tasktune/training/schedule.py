@@ -8,7 +8,8 @@ They are plain functions of the step, so a scheduler's whole state is a few numb
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -27,7 +28,44 @@ def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: Sched
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
-def build_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+# A numbered block of a transformer, as the common implementations name it: BERT's encoder.layer.N,
+# Llama's model.layers.N, GPT-2's h.N, T5's block.N (PEFT's LoRA tensors sit inside them, so they
+# follow their block).
+_BLOCK = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.(\d+)\.")
+# Input embeddings (token, position, type). Anchored at a dot so that e.g. a soft prompt's
+# ``prompt_embeddings`` is not taken for the backbone's.
+_EMBEDDINGS = re.compile(r"(?:^|\.)(?:embeddings|embed_tokens|embed_positions|wte|wpe)(?:\.|$)")
+
+
+def layer_lr_scales(names: Sequence[str], decay: float) -> dict[str, float]:
+    """Each named tensor's lr multiplier under layer-wise decay: ``decay ** (top - depth)`` with depth
+    0 for embeddings, i + 1 for block i, and top (blocks + 1) for everything else."""
+    blocks = {n: int(m.group(1)) for n in names if (m := _BLOCK.search(n))}
+    top = max(blocks.values(), default=-1) + 2
+    scales = {}
+    for name in names:
+        depth = blocks[name] + 1 if name in blocks else 0 if _EMBEDDINGS.search(name) else top
+        scales[name] = decay ** (top - depth)
+    return scales
+
+
+def parameter_groups(named: Sequence[tuple[str, torch.nn.Parameter]], config: TrainConfig) -> list[dict]:
+    """The optimizer's parameter groups: one per lr multiplier, the top (multiplier 1) first so that
+    ``param_groups[0]["lr"]`` is the schedule's lr. One group when there is no layer-wise decay."""
+    decay = config.layer_lr_decay
+    if decay is None or decay == 1:
+        return [{"params": [p for _, p in named], "lr": config.lr}]
+    scales = layer_lr_scales([n for n, _ in named], decay)
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, param in named:
+        groups.setdefault(scales[name], []).append(param)
+    return [{"params": ps, "lr": config.lr * s} for s, ps in sorted(groups.items(), reverse=True)]
+
+
+def build_optimizer(
+    named: Sequence[tuple[str, torch.nn.Parameter]], config: TrainConfig
+) -> torch.optim.Optimizer:
+    params = parameter_groups(named, config)
     if config.optimizer == "adafactor":
         # A fixed, externally scheduled lr (no relative step / parameter scaling): the schedule is ours,
         # so both optimizers follow the same lr curve.
