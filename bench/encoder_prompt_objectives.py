@@ -51,8 +51,8 @@ def main() -> None:
                 ps = full_data(train_split, spec.num_labels, seed=seed)
             options = default_options(
                 args.protocol, seed=seed, n_train=len(ps.train), backbone_kind="encoder"
-            )
-            trainable = EncoderSoftPrompt(backbone, spec, options, seed, objective=objective)
+            ).model_copy(update={"readout": objective})  # the route's option of that name
+            trainable = EncoderSoftPrompt(backbone, spec, options, seed, objective=options.readout)
             dev = dev_sample(ps.dev, DEV_LIMIT, seed)  # as the route selects
             started = time.perf_counter()
             train(trainable, ps.train, dev, options.train, backbone.device, progress=False)

@@ -113,6 +113,32 @@ def test_lineage_and_diff(registry: Registry):
     [
         ("soft-prompt", {"prompt_embeddings": torch.zeros(4, 16)}, {}, "hidden_size 32"),
         ("soft-prompt", {"embeddings": torch.zeros(4, 32)}, {}, "only 'prompt_embeddings'"),
+        (
+            "soft-prompt",
+            {"prompt_embeddings": torch.zeros(4, 32), "head.weight": torch.zeros(2, 32)},
+            {},
+            "needs both 'head.weight' and 'head.bias'",
+        ),
+        (
+            "soft-prompt",
+            {
+                "prompt_embeddings": torch.zeros(4, 32),
+                "head.weight": torch.zeros(2, 16),
+                "head.bias": torch.zeros(2),
+            },
+            {},
+            r"expected \(num_labels, 32\)",
+        ),
+        (
+            "deep-prompt",
+            {
+                "prompt_embeddings": torch.zeros(4, 64),
+                "head.weight": torch.zeros(2, 32),
+                "head.bias": torch.zeros(2),
+            },
+            {"prefix_config.json": {}},
+            "holds only 'prompt_embeddings', got",
+        ),
         ("deep-prompt", {"prompt_embeddings": torch.zeros(4, 2 * 2 * 16)}, {}, "prefix_config.json"),
         ("lora", {"x.lora_A.weight": torch.zeros(2, 2)}, {}, "lora_config.json"),
         ("prompt", {"w": torch.zeros(1)}, {"prompt.json": {}}, "holds no tensors"),

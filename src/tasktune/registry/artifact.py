@@ -103,10 +103,19 @@ def check_contents(
             )
 
 
+# An encoder's soft prompt may carry the linear head that reads its pooled text (readout "head").
+HEAD_TENSORS = frozenset({"head.weight", "head.bias"})
+
+
 def _check_prompt_embeddings(kind: str, tensors: dict, backbone: BackboneIdentity | None, where: str) -> None:
-    if set(tensors) != {"prompt_embeddings"}:
+    names = set(tensors)
+    allowed_extra = HEAD_TENSORS if kind == "soft-prompt" else frozenset()
+    if "prompt_embeddings" not in names or not names - {"prompt_embeddings"} <= allowed_extra:
         got = sorted(tensors)
-        raise RegistryError(f"{where}: a {kind} artifact holds only 'prompt_embeddings', got {got}")
+        extra = (
+            " (and, for an encoder's head readout, 'head.weight' and 'head.bias')" if allowed_extra else ""
+        )
+        raise RegistryError(f"{where}: a {kind} artifact holds only 'prompt_embeddings'{extra}, got {got}")
     emb = tensors["prompt_embeddings"]
     if emb.ndim != 2 or not emb.is_floating_point():
         raise RegistryError(
@@ -118,10 +127,23 @@ def _check_prompt_embeddings(kind: str, tensors: dict, backbone: BackboneIdentit
             f"{where}: prompt_embeddings has width {emb.shape[1]} but backbone {backbone.name!r} has "
             f"hidden_size {backbone.hidden_size}; expected shape (num_virtual_tokens, {backbone.hidden_size})"
         )
+    if names & HEAD_TENSORS:
+        _check_head(tensors, backbone.hidden_size, where)
     if kind == "deep-prompt" and emb.shape[1] % (2 * backbone.num_layers):
         raise RegistryError(
             f"{where}: deep-prompt width {emb.shape[1]} is not a multiple of 2 * num_layers "
             f"({2 * backbone.num_layers}); expected PEFT's (num_virtual_tokens, num_layers * 2 * kv_dim)"
+        )
+
+
+def _check_head(tensors: dict, hidden_size: int, where: str) -> None:
+    weight, bias = tensors.get("head.weight"), tensors.get("head.bias")
+    if weight is None or bias is None:
+        raise RegistryError(f"{where}: a soft prompt's head needs both 'head.weight' and 'head.bias'")
+    if weight.ndim != 2 or weight.shape[1] != hidden_size or bias.shape != (weight.shape[0],):
+        raise RegistryError(
+            f"{where}: head.weight {tuple(weight.shape)} and head.bias {tuple(bias.shape)} do not fit "
+            f"hidden_size {hidden_size}; expected (num_labels, {hidden_size}) and (num_labels,)"
         )
 
 

@@ -12,7 +12,9 @@ Tensor and JSON conventions per kind (``weights.safetensors`` keys):
 - ``prompt``: no tensors; the prompt (instruction, template, label words, demonstrations) as JSON,
   by convention ``prompt.json``.
 - ``soft-prompt``: ``prompt_embeddings`` of shape (num_virtual_tokens, hidden_size), i.e. PEFT's own
-  prompt-tuning key and layout; optional ``prompt_config.json`` with PromptTuningConfig fields.
+  prompt-tuning key and layout; optional ``prompt_config.json`` with PromptTuningConfig fields. An
+  encoder's prompt read by a trained head (readout ``head``) adds ``head.weight`` (num_labels,
+  hidden_size) and ``head.bias``; that one does not export to PEFT.
 - ``deep-prompt``: ``prompt_embeddings`` in PEFT's prefix-tuning layout, shape
   (num_virtual_tokens, num_layers * 2 * kv_dim) with kv_dim = head_dim * num_key_value_heads — the
   ``past_key_values`` of every layer flattened per virtual token, as PEFT saves it;

@@ -96,6 +96,14 @@ def build_peft_config(artifact: Artifact, base_model_name_or_path: str) -> Any:
             f"{where} is an ensemble of {members} soft prompts; PEFT has no ensemble format: export a "
             "single prompt_tuning adaptation instead"
         )
+    if artifact.kind == "soft-prompt" and "head.weight" in artifact.tensors:
+        # PEFT's prompt tuning for classification (SEQ_CLS) puts its classifier on BERT's pooler output
+        # ([CLS] through a dense layer); this head reads the mean of the text's own tokens. Exported,
+        # it would be a different model, so it is not.
+        raise RegistryError(
+            f"{where} is an encoder soft prompt with a trained head on its mean-pooled text; PEFT has no "
+            "such model: export one trained with readout 'similarity', or serve this one with tasktune"
+        )
     if artifact.kind in ("soft-prompt", "deep-prompt"):
         assert backbone is not None  # enforced at save time for these kinds
         num_tokens = int(artifact.tensors["prompt_embeddings"].shape[0])

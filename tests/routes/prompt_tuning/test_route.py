@@ -106,3 +106,49 @@ def test_deep_members_are_refused(llama):
     ctx = FitContext(TASK, TRAIN, DEV, "few", 13, llama, options={"depth": "deep"})
     with pytest.raises(TaskTuneError, match="members are shallow prompts"):
         get_route("prompt_ensemble").fit(ctx)
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_dir):
+    from tasktune.backbones.loading import load_backbone
+
+    return load_backbone(str(tiny_bert_dir), device="cpu")
+
+
+def test_an_encoder_prompt_read_by_a_head_round_trips_the_registry_and_is_not_exported(bert, tmp_path):
+    from tasktune.registry import RegistryError
+    from tasktune.registry.peft_export import export_peft
+    from tasktune.registry.store import Registry
+    from tasktune.routes.restore import restore_scorer
+
+    ctx = FitContext(TASK, TRAIN, DEV, "few", 13, bert, options={"readout": "head"})
+    fitted = get_route("prompt_tuning").fit(ctx)
+    stored = fitted.artifact
+    assert set(stored["tensors"]) == {"prompt_embeddings", "head.weight", "head.bias"}
+    assert stored["tensors"]["head.weight"].abs().sum() > 0  # trained (it starts at zero)
+    assert fitted.trainable_parameters == sum(t.numel() for t in stored["tensors"].values())
+    with Registry(tmp_path / "reg") as reg:
+        version = reg.save(
+            TASK.name,
+            stored["kind"],
+            backbone=bert.identity,
+            route="prompt_tuning",
+            tensors=stored["tensors"],
+            json_files={**stored["json_files"], "task.json": TASK.definition()},
+        )
+        artifact = reg.load(TASK.name, version)
+    restored = restore_scorer(artifact, bert)
+    assert restored.head is not None and not restored.head.weight.requires_grad
+    batch = list(DEV)
+    np.testing.assert_allclose(restored.predict_proba(batch), fitted.scorer.predict_proba(batch), atol=1e-6)
+    with pytest.raises(RegistryError, match="trained head on its mean-pooled text"):
+        export_peft(artifact, tmp_path / "peft", "all-minilm")
+
+
+def test_a_head_readout_is_refused_on_a_causal_lm(llama):
+    from tasktune.errors import TaskTuneError
+
+    for route in ("prompt_tuning", "prompt_ensemble"):
+        ctx = FitContext(TASK, TRAIN, DEV, "few", 13, llama, options={"readout": "head"})
+        with pytest.raises(TaskTuneError, match="label word"):
+            get_route(route).fit(ctx)

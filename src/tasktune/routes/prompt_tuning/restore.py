@@ -37,6 +37,33 @@ def _causal(
     return sp
 
 
+def _encoder(
+    artifact: Artifact, backbone: Backbone, task: TaskSpec, options: PromptTuningOptions, prompt: torch.Tensor
+) -> EncoderSoftPrompt:
+    has_head = "head.weight" in artifact.tensors
+    if has_head != (options.readout == "head"):
+        raise TaskTuneError(
+            f"{where(artifact)}: readout {options.readout!r} but the artifact "
+            f"{'holds' if has_head else 'has no'} head tensors"
+        )
+    sp = EncoderSoftPrompt(
+        backbone, task, options, options.train.seed, objective=options.readout, prompt=prompt
+    )
+    if sp.head is not None:
+        weight, bias = artifact.tensors["head.weight"], artifact.tensors["head.bias"]
+        if weight.shape[0] != sp.num_labels:
+            raise TaskTuneError(
+                f"{where(artifact)}: the head has {weight.shape[0]} labels, the task {sp.num_labels}"
+            )
+        with torch.no_grad():
+            sp.head.weight.copy_(weight)
+            sp.head.bias.copy_(bias)
+    sp.train_mode(False)
+    for _, tensor in sp.parameters():
+        freeze(tensor)
+    return sp
+
+
 def _deep_prefix(flat: torch.Tensor, backbone: Backbone, name: str) -> torch.Tensor:
     """PEFT's (N, layers*2*kv_dim) layout back to the route's (layers, 2, kv_heads, N, head_dim)."""
     cfg = backbone.model.config
@@ -56,10 +83,7 @@ def restore_soft_prompt(artifact: Artifact, backbone: Backbone, task: TaskSpec) 
     options = PromptTuningOptions.model_validate(meta["options"])
     prompt = artifact.tensors[PROMPT_TENSOR]
     if backbone.kind != "causal":
-        sp = EncoderSoftPrompt(backbone, task, options, options.train.seed, prompt=prompt)
-        sp.train_mode(False)
-        freeze(sp.prompt)
-        return sp
+        return _encoder(artifact, backbone, task, options, prompt)
     if options.depth == "deep":
         prompt = _deep_prefix(prompt, backbone, where(artifact))
     sp = _causal(backbone, task, options, prompt, meta.get("label_token_ids"), where(artifact))

@@ -40,7 +40,7 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
     trainable = (
         CausalSoftPrompt(b, ctx.task, options, seed)
         if b.kind == "causal"
-        else EncoderSoftPrompt(b, ctx.task, options, seed)
+        else EncoderSoftPrompt(b, ctx.task, options, seed, objective=options.readout)
     )
     if isinstance(trainable, CausalSoftPrompt) and options.init == "prompt":
         # Start from the calibrated zero-shot prompt, as prompt-based fine-tuning does.
@@ -99,6 +99,11 @@ class PromptTuningRoute:
         options = apply_overrides(defaults, overrides, self.name)
         if options.depth != self.depth:
             raise TaskTuneError(f"{self.name}: depth is what this route is; choose the route instead")
+        if options.readout != "similarity" and kind == "causal":
+            raise TaskTuneError(
+                f"{self.name}: readout {options.readout!r} is for encoders; a causal LM's soft prompt is "
+                "read by the label words' logits"
+            )
         if options.init == "prompt" and kind == "causal" and "num_virtual_tokens" in flat:
             raise TaskTuneError(
                 f"{self.name}: num_virtual_tokens with init 'prompt' (the default on a causal LM): that "
@@ -213,6 +218,8 @@ class PromptEnsembleRoute:
         options = apply_overrides(defaults, overrides, self.name)
         if options.depth != "shallow":
             raise TaskTuneError(f"{self.name}: members are shallow prompts (got depth {options.depth!r})")
+        if options.readout != "similarity":
+            raise TaskTuneError(f"{self.name}: members are causal soft prompts, read by the label words")
         return options
 
 
