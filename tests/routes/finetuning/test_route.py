@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from tasktune.errors import TaskTuneError
-from tasktune.registry import Registry
 from tasktune.routes import get_route
 from tasktune.routes.base import FitContext
 from tasktune.routes.finetuning import route as ft_route
@@ -11,6 +10,7 @@ from tasktune.routes.finetuning.classifier import FinetunedClassifier, lora_targ
 from tasktune.routes.finetuning.config import FinetuneOptions, default_options
 from tasktune.task.data import Example
 from tasktune.training.config import TrainConfig
+from tests.routes.helpers import save_and_load
 from tests.routes.prompting.conftest import TASK
 
 TRAIN = tuple(
@@ -139,21 +139,6 @@ def test_bad_options_name_the_field():
         FinetuneOptions(train=TrainConfig(max_steps=1), lora={"r": 0})
 
 
-def _save_and_load(fitted, route, backbone, tmp_path):
-    """The fitted route's artifact through a registry and back."""
-    art = fitted.artifact
-    with Registry(tmp_path / "reg") as reg:
-        v = reg.save(
-            TASK.name,
-            art["kind"],
-            backbone=backbone.identity,
-            route=route,
-            tensors=art["tensors"],
-            json_files=art["json_files"],
-        )
-        return reg.load(TASK.name, v, expect_backbone=backbone.identity)
-
-
 @pytest.mark.parametrize("route", ["finetune_head", "lora"])
 def test_artifacts_go_into_the_registry_and_lora_exports_to_peft(route, llama, tmp_path):
     from peft import PeftModel
@@ -162,7 +147,7 @@ def test_artifacts_go_into_the_registry_and_lora_exports_to_peft(route, llama, t
 
     fitted = get_route(route).fit(FitContext(TASK, TRAIN, DEV, "few", 13, llama))
     art = fitted.artifact
-    loaded = _save_and_load(fitted, route, llama, tmp_path)
+    loaded = save_and_load(fitted.artifact, route, llama, tmp_path)
     assert set(loaded.tensors) == set(art["tensors"])
     if route == "lora":
         out = export_peft(loaded, tmp_path / "peft", str(llama.path))
@@ -281,7 +266,9 @@ def test_a_head_can_read_the_template_and_is_restored_reading_it(which, request,
     ctx = FitContext(TASK, TRAIN, DEV, "few", 13, backbone, options={"head_input": "template"})
     fitted = get_route("finetune_head").fit(ctx)
     assert fitted.scorer.options.head_input == "template"
-    restored = restore_finetuned(_save_and_load(fitted, "finetune_head", backbone, tmp_path), backbone, TASK)
+    restored = restore_finetuned(
+        save_and_load(fitted.artifact, "finetune_head", backbone, tmp_path), backbone, TASK
+    )
     assert restored.options.head_input == "template"
     np.testing.assert_allclose(
         restored.predict_proba(list(DEV)), fitted.scorer.predict_proba(list(DEV)), atol=1e-6, rtol=0

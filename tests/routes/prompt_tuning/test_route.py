@@ -7,6 +7,7 @@ from tasktune.routes.prompt_tuning import route as pt_route
 from tasktune.routes.prompt_tuning.config import default_options
 from tasktune.task.data import Example
 from tasktune.training.config import TrainConfig
+from tests.routes.helpers import save_and_load
 from tests.routes.prompting.conftest import TASK
 
 TRAIN = tuple(
@@ -74,7 +75,6 @@ def test_ensemble_equals_mean_of_members_in_one_pass(llama):
 
 
 def test_prompt_started_members_keep_their_calibration_through_the_registry(llama, tmp_path):
-    from tasktune.registry.store import Registry
     from tasktune.routes.restore import restore_scorer
 
     texts = tuple(e.text for e in TRAIN)
@@ -85,18 +85,8 @@ def test_prompt_started_members_keep_their_calibration_through_the_registry(llam
     assert all(m.label_bias.abs().sum() > 0 for m in members)  # calibrated starts, as prompt_tuning's
     stored = fitted.artifact
     assert stored["json_files"]["ensemble.json"]["label_bias"] == [m.label_bias.tolist() for m in members]
-    with Registry(tmp_path / "reg") as reg:
-        version = reg.save(
-            TASK.name,
-            stored["kind"],
-            backbone=llama.identity,
-            route="prompt_ensemble",
-            tensors=stored["tensors"],
-            json_files={**stored["json_files"], "task.json": TASK.definition()},
-        )
-        artifact = reg.load(TASK.name, version)
     batch = list(DEV)
-    restored = restore_scorer(artifact, llama)
+    restored = restore_scorer(save_and_load(stored, "prompt_ensemble", llama, tmp_path), llama)
     np.testing.assert_allclose(restored.predict_proba(batch), fitted.scorer.predict_proba(batch), atol=1e-6)
 
 
@@ -118,7 +108,6 @@ def bert(tiny_bert_dir):
 def test_an_encoder_prompt_read_by_a_head_round_trips_the_registry_and_is_not_exported(bert, tmp_path):
     from tasktune.registry import RegistryError
     from tasktune.registry.peft_export import export_peft
-    from tasktune.registry.store import Registry
     from tasktune.routes.restore import restore_scorer
 
     ctx = FitContext(TASK, TRAIN, DEV, "few", 13, bert, options={"readout": "head"})
@@ -127,16 +116,7 @@ def test_an_encoder_prompt_read_by_a_head_round_trips_the_registry_and_is_not_ex
     assert set(stored["tensors"]) == {"prompt_embeddings", "head.weight", "head.bias"}
     assert stored["tensors"]["head.weight"].abs().sum() > 0  # trained (it starts at zero)
     assert fitted.trainable_parameters == sum(t.numel() for t in stored["tensors"].values())
-    with Registry(tmp_path / "reg") as reg:
-        version = reg.save(
-            TASK.name,
-            stored["kind"],
-            backbone=bert.identity,
-            route="prompt_tuning",
-            tensors=stored["tensors"],
-            json_files={**stored["json_files"], "task.json": TASK.definition()},
-        )
-        artifact = reg.load(TASK.name, version)
+    artifact = save_and_load(stored, "prompt_tuning", bert, tmp_path)
     restored = restore_scorer(artifact, bert)
     assert restored.head is not None and not restored.head.weight.requires_grad
     batch = list(DEV)
