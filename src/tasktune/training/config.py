@@ -44,7 +44,8 @@ class TrainConfig(BaseModel):
     # lr * decay ** (L - i), its embeddings at lr * decay ** (L + 1), everything above the blocks (head,
     # pooler, final norm, soft prompt) at lr. Lower layers hold general features that a large lr
     # erases. None (or 1): one lr for all. Tensors outside any numbered block are all "top", so a
-    # trainable without a backbone's blocks (a soft prompt, a linear model) is unaffected. Off by
+    # trainable without a backbone's blocks (a soft prompt, a linear model) is unaffected; a causal LM's
+    # output layer tied to its input embeddings trains at the embeddings' lr. Off by
     # default: all-MiniLM-L6-v2 on all of SST-2 at lr 1e-4, decay 0.8 gave 88.88 vs 89.91 with dev
     # lower throughout (bench/results/ablation-minilm-llrd-full-cpu.json, one seed).
     layer_lr_decay: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
