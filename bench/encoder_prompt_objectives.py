@@ -21,7 +21,7 @@ from tasktune.backbones.loading import load_backbone
 from tasktune.evaluation.evaluator import evaluate
 from tasktune.routes.prompt_tuning.config import default_options
 from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
-from tasktune.routes.trained import DEV_LIMIT, dev_sample
+from tasktune.routes.trained import dev_sample
 from tasktune.task.data import load_split
 from tasktune.task.protocols import few_shot, full_data
 from tasktune.task.spec import load_task
@@ -53,7 +53,7 @@ def main() -> None:
                 args.protocol, seed=seed, n_train=len(ps.train), backbone_kind="encoder"
             ).model_copy(update={"readout": objective})  # the route's option of that name
             trainable = EncoderSoftPrompt(backbone, spec, options, seed, objective=options.readout)
-            dev = dev_sample(ps.dev, DEV_LIMIT, seed)  # as the route selects
+            dev = dev_sample(ps.dev, options.train.dev_limit, seed)  # as the route selects
             started = time.perf_counter()
             train(trainable, ps.train, dev, options.train, backbone.device, progress=False)
             seconds.append(time.perf_counter() - started)
@@ -79,7 +79,7 @@ def main() -> None:
         print(f"{args.protocol} {objective:10s} {row['acc_mean']:.2f} ± {row['acc_std']:.2f}  {row['acc']}")
     write_result(
         "encoder_prompt_objectives",
-        settings={"task": "sst2", "k": 16, "backbone": BACKBONE, "dev_limit": DEV_LIMIT},
+        settings={"task": "sst2", "k": 16, "backbone": BACKBONE, "dev_limit": options.train.dev_limit},
         rows=rows,
         summary=summary,
         merge=True,

@@ -31,3 +31,15 @@ def test_options_that_shape_training_are_recorded(tmp_path):
     assert _setup(base, tmp_path)["head_init"] != _setup(other, tmp_path)["head_init"]
     lora = base.model_copy(update={"lora": base.lora.model_copy(update={"r": 16})})
     assert _setup(lora, tmp_path)["lora"]["r"] == 16
+
+
+def test_dev_sample_is_seeded_ordered_and_all_when_unlimited():
+    from tasktune.routes.trained import dev_sample
+    from tasktune.task.data import Example
+
+    dev = [Example(f"t{i}", i % 2, row=i + 1) for i in range(50)]
+    a, b = dev_sample(dev, 10, seed=3), dev_sample(dev, 10, seed=3)
+    assert a == b and len(a) == 10
+    assert [e.row for e in a] == sorted(e.row for e in a)  # kept in dev's order
+    assert dev_sample(dev, 10, seed=4) != a
+    assert dev_sample(dev, None, seed=3) == dev == dev_sample(dev, 500, seed=3)

@@ -16,11 +16,11 @@ from tasktune.task.data import Example
 from tasktune.training.config import TrainConfig
 from tasktune.training.result import TrainResult
 
-DEV_LIMIT = 500  # dev examples per evaluation during training (a seeded sample when dev is larger)
 
-
-def dev_sample(dev: Sequence[Example], n: int, seed: int) -> list[Example]:
-    if len(dev) <= n:
+def dev_sample(dev: Sequence[Example], n: int | None, seed: int) -> list[Example]:
+    """``n`` of ``dev`` drawn with ``seed``, in their original order; all of it when ``n`` is None or
+    at least its size."""
+    if n is None or len(dev) <= n:
         return list(dev)
     idx = np.random.default_rng(seed).permutation(len(dev))[:n]
     return [dev[i] for i in sorted(idx)]

@@ -61,6 +61,11 @@ class TrainConfig(BaseModel):
     max_grad_norm: float | None = Field(default=1.0, gt=0, allow_inf_nan=False)
     # None: evaluate on the dev split only at the end of the run.
     eval_every: int | None = Field(default=None, gt=0)
+    # Dev examples a trained route evaluates at each dev evaluation: a seeded sample of this many when
+    # its dev split is larger (the same sample all run), so that evaluating does not cost more than the
+    # steps between (the full-data protocol's 10 % of SST-2 is 6,735 phrases). None: all of dev, for
+    # the least noisy choice of checkpoint where evaluation is cheap (a GPU, a small encoder).
+    dev_limit: int | None = Field(default=500, gt=0)
     # Evaluate on dev before the first step as well (the untrained state can be the best).
     eval_at_start: bool = False
     # Evaluations in a row without improvement before stopping; None: never stop early.

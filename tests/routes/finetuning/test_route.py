@@ -273,3 +273,19 @@ def test_a_head_can_read_the_template_and_is_restored_reading_it(which, request,
     np.testing.assert_allclose(
         restored.predict_proba(list(DEV)), fitted.scorer.predict_proba(list(DEV)), atol=1e-6, rtol=0
     )
+
+
+@pytest.mark.parametrize("limit, seen", [(3, 3), (None, 8)])
+def test_dev_limit_says_how_much_of_dev_each_evaluation_reads(limit, seen, llama, monkeypatch):
+    lengths = []
+
+    def spy(trainable, train, dev, *args, **kwargs):
+        lengths.append(len(dev))
+        return real(trainable, train, dev, *args, **kwargs)
+
+    real = ft_route.train
+    monkeypatch.setattr(ft_route, "train", spy)
+    train = TrainConfig(max_steps=2, batch_size=4, lr=1e-2, seed=13, dev_limit=limit)
+    opts = default_options("few", "head", "full", "causal", 13).model_copy(update={"train": train})
+    ft_route.fit_finetuned(FitContext(TASK, TRAIN, TRAIN, "few", 13, llama), opts)
+    assert lengths == [seen]

@@ -23,7 +23,7 @@ from tasktune.routes.finetuning.classifier import FinetunedClassifier
 from tasktune.routes.finetuning.config import FinetuneOptions, default_options
 from tasktune.routes.overrides import apply_overrides
 from tasktune.routes.registry import register_route
-from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, for_task, training_summary
+from tasktune.routes.trained import checkpointed, dev_sample, for_task, training_summary
 from tasktune.training import train
 
 CALIBRATION_TEXTS = 128  # unlabelled training texts for the starting calibration (prompt-based)
@@ -41,7 +41,7 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
     texts = dev_sample(tuple(ctx.unlabelled), CALIBRATION_TEXTS, options.train.seed)
     clf.calibrate(texts)  # prompt-based only: start from the calibrated zero-shot prompt
     probe = clf.probe(dev_sample(ctx.train, PROBE_EXAMPLES, options.train.seed))  # head_init='probe' only
-    dev = dev_sample(ctx.dev, DEV_LIMIT, options.train.seed)
+    dev = dev_sample(ctx.dev, options.train.dev_limit, options.train.seed)
     start = None
     if options.interpolate < 1:
         start = {name: p.detach().clone() for name, p in clf.parameters()}  # after calibration and probe

@@ -22,7 +22,7 @@ from tasktune.routes.prompt_tuning.config import PromptTuningOptions, default_op
 from tasktune.routes.prompt_tuning.encoder import EncoderSoftPrompt
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded, deep_label_logits, deep_to_peft
 from tasktune.routes.registry import register_route
-from tasktune.routes.trained import DEV_LIMIT, checkpointed, dev_sample, for_task, training_summary
+from tasktune.routes.trained import checkpointed, dev_sample, for_task, training_summary
 from tasktune.task.data import Example
 from tasktune.training import train
 
@@ -48,7 +48,7 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
     config, resume = checkpointed(
         for_task(options.train, ctx.task.metric).model_copy(update={"seed": seed}), ctx.work_dir, options
     )
-    dev = dev_sample(ctx.dev, DEV_LIMIT, seed)
+    dev = dev_sample(ctx.dev, options.train.dev_limit, seed)
     result = train(trainable, ctx.train, dev, config, b.device, progress=progress, **resume)
     trainable.train_mode(False)
     return trainable, result
@@ -170,7 +170,7 @@ class PromptEnsembleRoute:
             trained.append(trainable)
             summaries.append({"seed": ctx.seed * 1000 + m, "best_dev": result.best_metrics})
         ensemble = EnsembleScorer(trained)
-        dev = dev_sample(ctx.dev, DEV_LIMIT, ctx.seed)
+        dev = dev_sample(ctx.dev, options.train.dev_limit, ctx.seed)
         y = np.array([e.label for e in dev])
         member_acc = [float((t.predict_proba_all(dev).argmax(1) == y).mean()) for t in trained]
         ens_probs = np.concatenate([ensemble.predict_proba(dev[i : i + 32]) for i in range(0, len(dev), 32)])
