@@ -2,7 +2,8 @@ import copy
 
 import pytest
 
-from tasktune.evaluation.compare import Comparison, cell_key, summarise
+from tasktune.evaluation.compare import summarise
+from tasktune.evaluation.comparison import Comparison, cell_key
 from tasktune.evaluation.recommend import labelled_examples_for, recommend
 from tasktune.task.spec import Constraints
 from tests.evaluation.synthetic import correctness, make_result, standard_run

@@ -4,12 +4,17 @@ import math
 import numpy as np
 import pytest
 
+from tasktune.evaluation.metrics import compute_metrics
 from tasktune.evaluation.significance import (
+    bootstrap_indices,
     compare_paired,
     holm_adjust,
     mcnemar_exact,
     paired_bootstrap_diff,
+    paired_bootstrap_f1,
+    paired_gain,
     required_sample_size,
+    resampled_macro_f1,
 )
 
 
@@ -191,3 +196,36 @@ def test_compare_paired_rejects_same_names():
     a, b = paired(5, 1, 1, 1)
     with pytest.raises(ValueError, match="distinct names"):
         compare_paired("A", a, "A", b)
+
+
+def _three_labels(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Labels 0,1,2 in turn and predictions that call every 2 a 0: macro-F1 exactly 5/9."""
+    y = np.array([i % 3 for i in range(n)])
+    return y, np.where(y == 2, 0, y)
+
+
+def test_resampled_macro_f1_on_the_whole_rows_is_the_metric_and_chunks_agree():
+    y, preds = _three_labels()
+    assert resampled_macro_f1(y, preds, np.arange(300)[None], 3)[0] == pytest.approx(5 / 9)
+    probs = np.eye(3)[preds]
+    assert compute_metrics(y, probs).macro_f1 == pytest.approx(5 / 9)
+    # Many resamples are scored in chunks (bounded memory); the chunked result is the same per resample.
+    idx = bootstrap_indices(300, 8000, seed=3)
+    assert idx.shape == (8000, 300) and (bootstrap_indices(300, 8000, seed=3) == idx).all()
+    whole = resampled_macro_f1(y, preds, idx, 3)
+    one_by_one = np.array([resampled_macro_f1(y, preds, idx[i : i + 1], 3)[0] for i in (0, 4321, 7999)])
+    assert whole.shape == (8000,) and np.allclose(whole[[0, 4321, 7999]], one_by_one)
+
+
+def test_paired_f1_bootstrap_and_paired_gain():
+    y, worse = _three_labels()
+    # Identical predictions: no difference, p = 1.
+    assert paired_bootstrap_f1(y, [worse], [worse], 3, samples=500) == (0.0, 1.0)
+    gain, p, test = paired_gain(y, y.copy(), worse, "macro_f1", 3)
+    assert test == "paired bootstrap of macro-F1" and gain == pytest.approx(1 - 5 / 9) and p < 0.01
+    # Accuracy goes to exact McNemar on correctness: 100 rows only one side gets right.
+    gain, p, test = paired_gain(y, y.copy(), worse, "accuracy", 3)
+    assert test == "McNemar" and gain == pytest.approx(1 / 3)
+    assert p == pytest.approx(mcnemar_exact(y == y, worse == y).p_value)
+    # The sign follows the argument order.
+    assert paired_gain(y, worse, y.copy(), "macro_f1", 3)[0] == pytest.approx(-(1 - 5 / 9))

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from tasktune.errors import TaskTuneError
-from tasktune.evaluation.compare import Comparison, cell_key
+from tasktune.evaluation.comparison import Comparison, cell_key
 from tasktune.evaluation.recommend import recommend
 from tasktune.report import build_report
 from tests.evaluation.synthetic import correctness, make_result, write_run

@@ -3,7 +3,8 @@
 import pytest
 from matplotlib.axes import Axes
 
-from tasktune.evaluation.compare import cell_key, summarise
+from tasktune.evaluation.compare import summarise
+from tasktune.evaluation.comparison import cell_key
 from tasktune.report.figures import all_figures
 from tests.evaluation.synthetic import correctness, make_result
 

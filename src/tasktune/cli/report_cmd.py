@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tasktune.cli.console import console as default_console
-from tasktune.evaluation.compare import METRIC_NAMES, Comparison
+from tasktune.evaluation.comparison import METRIC_NAMES, Comparison
 from tasktune.evaluation.recommend import Recommendation
 from tasktune.report import build_report
 from tasktune.report.table import COLUMNS, TABLE_LEGEND, TEXT_COLUMNS, table_rows

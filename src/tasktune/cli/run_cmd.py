@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tasktune.cli.console import console
 from tasktune.errors import TaskTuneError
-from tasktune.evaluation.compare import METRIC_NAMES
+from tasktune.evaluation.comparison import METRIC_NAMES
 from tasktune.runner import RunOutcome, run_matrix
 from tasktune.task.spec import TaskSpec, load_task
 

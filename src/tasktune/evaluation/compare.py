@@ -3,6 +3,9 @@
 All accuracy-like figures here (accuracy, its CI and std, macro-F1, differences) are **fractions** in
 [0, 1]; the table, report and recommendation text turn them into percent points for display.
 
+The types it returns (CellSummary, Comparison, ...) are in `comparison.py`; the paired tests it runs
+(McNemar, the macro-F1 bootstrap, Holm) in `significance.py`.
+
 Statistics, and why:
 
 * The 95 % CI of a cell's accuracy is a percentile bootstrap over *test examples* of the
@@ -22,151 +25,33 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from tasktune.evaluation.comparison import (
+    ALPHA,
+    METRIC_NAMES,
+    CellCost,
+    CellSummary,
+    Comparison,
+    CurvePoint,
+    LearningCurve,
+    Metric,
+    Pairing,
+    VersusBest,
+    cell_key,
+)
 from tasktune.evaluation.metrics import BOOTSTRAP_SAMPLES, bootstrap_ci, compute_metrics, confusion_matrix
 from tasktune.evaluation.results import RunResult, cell_group
-from tasktune.evaluation.significance import holm_adjust, mcnemar_exact
-
-ALPHA = 0.05
-Pairing = Literal["seed_row", "majority_row"]
-Metric = Literal["accuracy", "macro_f1"]
-METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-
-
-@dataclass(frozen=True)
-class CurvePoint:
-    step: int
-    train_loss: float | None
-    dev_accuracy: float | None
-    lr: float | None
-    dev_macro_f1: float | None = None  # logged since the task metric drives selection; older runs lack it
-
-
-@dataclass(frozen=True)
-class LearningCurve:
-    seed: int
-    points: tuple[CurvePoint, ...]
-
-
-@dataclass(frozen=True)
-class CellCost:
-    """What a cell costs to train, keep and run; aggregated over seeds as noted per field."""
-
-    trainable_parameters: int  # max over seeds (they should all be equal)
-    artifact_bytes: int  # max over seeds
-    fit_seconds: float  # mean over seeds
-    examples_per_second: float | None  # batched throughput, mean over seeds; None if never finite
-    latency_p50_ms: float | None  # single-example latency, mean over the seeds that measured it
-    latency_p95_ms: float | None
-    peak_memory_mb: float  # max over seeds: the memory a user has to provision
-    device: str
-    dtype: str
-
-
-@dataclass(frozen=True)
-class VersusBest:
-    """Paired test of one cell against the best cell on the same test rows."""
-
-    best: str  # key of the best cell
-    pairing: Pairing
-    paired_seeds: tuple[int, ...]  # seeds paired on; empty for majority-over-seeds pairing
-    n: int  # paired observations
-    best_only: int  # best right, this cell wrong
-    this_only: int  # this cell right, best wrong
-    difference: float  # best minus this cell in the compared metric, over the paired observations
-    p_value: float  # exact McNemar (accuracy) or paired bootstrap (macro-F1), unadjusted
-    p_holm: float  # Holm-adjusted over all comparisons with the best
-    significantly_below: bool  # p_holm < alpha and the best is ahead
-    test: str = "mcnemar"  # or "paired_bootstrap" (macro-F1)
-
-
-@dataclass(frozen=True)
-class CellSummary:
-    key: str
-    route: str
-    backbone: str | None
-    protocol: str
-    seeds: tuple[int, ...]
-    split: str
-    n_test: int
-    labels: tuple[str, ...]
-    accuracy_mean: float
-    accuracy_std: float | None  # sample std (ddof=1) over seeds; None with one seed
-    accuracy_per_seed: tuple[float, ...]
-    accuracy_ci95: tuple[float, float]
-    macro_f1_mean: float
-    ece_mean: float
-    nll_mean: float | None
-    cost: CellCost
-    confusion: tuple[tuple[int, ...], ...]  # rows true, columns predicted; of `confusion_seed`
-    confusion_seed: int  # the seed with the highest accuracy (first seed on ties)
-    learning_curves: tuple[LearningCurve, ...]
-    created: str  # newest result timestamp among the seeds (taken from the results)
-    comparable: bool = True  # evaluated on the same test rows as the best cell
-    versus_best: VersusBest | None = None
-    macro_f1_std: float | None = None  # over seeds, like accuracy_std
-    macro_f1_ci95: tuple[float, float] | None = None  # bootstrap over test rows of the seed mean
-    macro_f1_per_seed: tuple[float, ...] = ()  # empty in comparisons saved before it was kept
-
-    def score(self, metric: str = "accuracy") -> float:
-        return self.macro_f1_mean if metric == "macro_f1" else self.accuracy_mean
-
-    def score_std(self, metric: str = "accuracy") -> float | None:
-        return self.macro_f1_std if metric == "macro_f1" else self.accuracy_std
-
-    def score_per_seed(self, metric: str = "accuracy") -> tuple[float, ...]:
-        return self.macro_f1_per_seed if metric == "macro_f1" else self.accuracy_per_seed
-
-    def score_ci(self, metric: str = "accuracy") -> tuple[float, float]:
-        if metric == "macro_f1" and self.macro_f1_ci95 is not None:
-            return self.macro_f1_ci95
-        return self.accuracy_ci95
-
-    @property
-    def display(self) -> str:
-        backbone = f" on {self.backbone}" if self.backbone else ""
-        return f"{self.route}{backbone} ({self.protocol})"
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.route == "majority"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    cells: tuple[CellSummary, ...]  # best first by `metric`, ties by key
-    best: str | None
-    alpha: float = ALPHA
-    metric: Metric = "accuracy"  # the task's metric: what cells are ranked and tested on
-    tasks: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()  # what was not compared or not read, and why
-    failed: tuple[tuple[str, str], ...] = ()  # (cell, error) of cells that produced no result
-    empty: tuple[str, ...] = ()  # cells whose results hold no test records
-
-    def cell(self, key: str) -> CellSummary:
-        for c in self.cells:
-            if c.key == key:
-                return c
-        raise KeyError(key)
-
-    @property
-    def best_cell(self) -> CellSummary | None:
-        return self.cell(self.best) if self.best is not None else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Comparison:
-        return _comparison_from_dict(data)
-
-
-def cell_key(route: str, backbone: str | None, protocol: str) -> str:
-    return f"{route}|{backbone or '-'}|{protocol}"
+from tasktune.evaluation.significance import (
+    bootstrap_indices,
+    holm_adjust,
+    mcnemar_exact,
+    paired_bootstrap_f1,
+    resampled_macro_f1,
+)
 
 
 @dataclass
@@ -190,33 +75,6 @@ class _CellData:
     def majority_preds(self) -> np.ndarray:
         """One prediction per row for the macro-F1 test without shared seeds: the seed-averaged one."""
         return self.mean_probs.argmax(axis=1)
-
-
-def resampled_macro_f1(labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_labels: int) -> np.ndarray:
-    """Macro-F1 (as compute_metrics defines it: every label counts, 0 where undefined) of ``preds``
-    on each row resample ``idx`` (S, N): (S,). In chunks of resamples, so memory stays bounded on
-    large test sets."""
-    chunk = max(1, 2_000_000 // max(1, idx.shape[1]))
-    if idx.shape[0] > chunk:
-        return np.concatenate(
-            [
-                resampled_macro_f1(labels, preds, idx[i : i + chunk], num_labels)
-                for i in range(0, len(idx), chunk)
-            ]
-        )
-    S = idx.shape[0]
-    codes = labels[idx] * num_labels + preds[idx]  # (S, N)
-    offsets = (np.arange(S) * num_labels * num_labels)[:, None]
-    cm = np.bincount((codes + offsets).ravel(), minlength=S * num_labels * num_labels)
-    cm = cm.reshape(S, num_labels, num_labels).astype(np.float64)
-    tp = np.diagonal(cm, axis1=1, axis2=2)
-    denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2tp + fp + fn
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(axis=1)
-
-
-def _bootstrap_idx(n: int, samples: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
 
 
 def summarise(
@@ -342,7 +200,7 @@ def _summarise_cell(
     f1_per_seed = [m["macro_f1"] for m in per_seed_metrics]
     f1_ci = None
     if metric == "macro_f1":  # the seed mean's CI on row resamples, as accuracy's (only when ranked on it)
-        idx = _bootstrap_idx(len(rows), bootstrap_samples)
+        idx = bootstrap_indices(len(rows), bootstrap_samples)
         f1s = np.mean(
             [resampled_macro_f1(labels, cell.preds[s], idx, cell.num_labels) for s in seeds], axis=0
         )
@@ -470,43 +328,6 @@ def _pair_with_best(
     return best.majority_correct(), other.majority_correct(), "majority_row", ()
 
 
-def paired_bootstrap_f1(
-    labels: np.ndarray,
-    a: Sequence[np.ndarray],
-    b: Sequence[np.ndarray],
-    num_labels: int,
-    samples: int = BOOTSTRAP_SAMPLES,
-    seed: int = 1,
-) -> tuple[float, float]:
-    """(difference, two-sided p) of mean macro-F1, ``a`` minus ``b`` (each a list of prediction arrays,
-    e.g. one per seed), by a paired bootstrap over rows: both scored on the same resamples, and p is
-    twice the smaller tail of the resampled differences around 0."""
-
-    def mean_f1(preds: Sequence[np.ndarray], idx: np.ndarray) -> np.ndarray:
-        return np.mean([resampled_macro_f1(labels, x, idx, num_labels) for x in preds], axis=0)
-
-    whole = np.arange(len(labels))[None]
-    observed = float(mean_f1(a, whole)[0] - mean_f1(b, whole)[0])
-    idx = _bootstrap_idx(len(labels), samples, seed=seed)
-    diff = mean_f1(a, idx) - mean_f1(b, idx)
-    return observed, min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
-
-
-def paired_gain(
-    labels: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str, num_labels: int
-) -> tuple[float, float, str]:
-    """(gain of ``a`` over ``b`` in ``metric``, two-sided p, the test's name) for two prediction arrays
-    on the same rows: exact McNemar on correctness for accuracy, a paired bootstrap for macro-F1. Used
-    where one choice is kept unless another beats it on evidence (prompt search, label texts)."""
-    from tasktune.evaluation.significance import mcnemar_exact
-
-    if metric == "macro_f1":
-        gain, p = paired_bootstrap_f1(labels, [a], [b], num_labels, samples=2000, seed=0)
-        return gain, p, "paired bootstrap of macro-F1"
-    right_a, right_b = a == labels, b == labels
-    return float(right_a.mean() - right_b.mean()), mcnemar_exact(right_a, right_b).p_value, "McNemar"
-
-
 def _f1_test(best: _CellData, other: _CellData, shared: tuple[int, ...], samples: int) -> tuple[float, float]:
     """Best minus other in macro-F1, averaged over the shared seeds, or on the seed-averaged
     predictions when they share none."""
@@ -567,45 +388,3 @@ def _compare_with_best(
             )
             out.append(replace(c, versus_best=versus))
     return out, notes
-
-
-def _comparison_from_dict(data: dict[str, Any]) -> Comparison:
-    cells = []
-    for c in data["cells"]:
-        c = dict(c)
-        cost = CellCost(**c.pop("cost"))
-        curves = tuple(
-            LearningCurve(seed=lc["seed"], points=tuple(CurvePoint(**p) for p in lc["points"]))
-            for lc in c.pop("learning_curves")
-        )
-        vb = c.pop("versus_best")
-        versus = None
-        if vb is not None:
-            versus = VersusBest(**{**vb, "paired_seeds": tuple(vb["paired_seeds"])})
-        cells.append(
-            CellSummary(
-                **{
-                    **c,
-                    "seeds": tuple(c["seeds"]),
-                    "labels": tuple(c["labels"]),
-                    "accuracy_per_seed": tuple(c["accuracy_per_seed"]),
-                    "macro_f1_per_seed": tuple(c.get("macro_f1_per_seed") or ()),
-                    "accuracy_ci95": tuple(c["accuracy_ci95"]),
-                    "macro_f1_ci95": tuple(c["macro_f1_ci95"]) if c.get("macro_f1_ci95") else None,
-                    "confusion": tuple(tuple(r) for r in c["confusion"]),
-                },
-                cost=cost,
-                learning_curves=curves,
-                versus_best=versus,
-            )
-        )
-    return Comparison(
-        cells=tuple(cells),
-        best=data["best"],
-        alpha=data["alpha"],
-        metric=data.get("metric", "accuracy"),
-        tasks=tuple(data["tasks"]),
-        notes=tuple(data["notes"]),
-        failed=tuple(tuple(f) for f in data["failed"]),
-        empty=tuple(data["empty"]),
-    )

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from tasktune.evaluation.compare import METRIC_NAMES, CellSummary, Comparison
+from tasktune.evaluation.comparison import METRIC_NAMES, CellSummary, Comparison
 from tasktune.evaluation.formatting import format_bytes, format_count, format_ms, format_p, format_ratio, pct
 
 Status = Literal["ok", "constraints_unmet", "baseline_only", "no_results"]

@@ -311,3 +311,69 @@ def compare_paired(
         better=better,
         verdict=_verdict(name_a, name_b, diff, (low, high), level, result, better, required_n, power),
     )
+
+
+# Macro-F1 is not a mean over examples, so it has no McNemar: its paired test resamples rows.
+
+
+def resampled_macro_f1(labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_labels: int) -> np.ndarray:
+    """Macro-F1 (as compute_metrics defines it: every label counts, 0 where undefined) of ``preds``
+    on each row resample ``idx`` (S, N): (S,). In chunks of resamples, so memory stays bounded on
+    large test sets."""
+    chunk = max(1, 2_000_000 // max(1, idx.shape[1]))
+    if idx.shape[0] > chunk:
+        return np.concatenate(
+            [
+                resampled_macro_f1(labels, preds, idx[i : i + chunk], num_labels)
+                for i in range(0, len(idx), chunk)
+            ]
+        )
+    S = idx.shape[0]
+    codes = labels[idx] * num_labels + preds[idx]  # (S, N)
+    offsets = (np.arange(S) * num_labels * num_labels)[:, None]
+    cm = np.bincount((codes + offsets).ravel(), minlength=S * num_labels * num_labels)
+    cm = cm.reshape(S, num_labels, num_labels).astype(np.float64)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    return f1.mean(axis=1)
+
+
+def bootstrap_indices(n: int, samples: int, seed: int = 0) -> np.ndarray:
+    """``samples`` resamples (with replacement) of ``n`` row positions: (samples, n), seeded."""
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+
+def paired_bootstrap_f1(
+    labels: np.ndarray,
+    a: Sequence[np.ndarray],
+    b: Sequence[np.ndarray],
+    num_labels: int,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 1,
+) -> tuple[float, float]:
+    """(difference, two-sided p) of mean macro-F1, ``a`` minus ``b`` (each a list of prediction arrays,
+    e.g. one per seed), by a paired bootstrap over rows: both scored on the same resamples, and p is
+    twice the smaller tail of the resampled differences around 0."""
+
+    def mean_f1(preds: Sequence[np.ndarray], idx: np.ndarray) -> np.ndarray:
+        return np.mean([resampled_macro_f1(labels, x, idx, num_labels) for x in preds], axis=0)
+
+    whole = np.arange(len(labels))[None]
+    observed = float(mean_f1(a, whole)[0] - mean_f1(b, whole)[0])
+    idx = bootstrap_indices(len(labels), samples, seed=seed)
+    diff = mean_f1(a, idx) - mean_f1(b, idx)
+    return observed, min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
+
+
+def paired_gain(
+    labels: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str, num_labels: int
+) -> tuple[float, float, str]:
+    """(gain of ``a`` over ``b`` in ``metric``, two-sided p, the test's name) for two prediction arrays
+    on the same rows: exact McNemar on correctness for accuracy, a paired bootstrap for macro-F1. Used
+    where one choice is kept unless another beats it on evidence (prompt search, label texts)."""
+    if metric == "macro_f1":
+        gain, p = paired_bootstrap_f1(labels, [a], [b], num_labels, samples=2000, seed=0)
+        return gain, p, "paired bootstrap of macro-F1"
+    right_a, right_b = a == labels, b == labels
+    return float(right_a.mean() - right_b.mean()), mcnemar_exact(right_a, right_b).p_value, "McNemar"

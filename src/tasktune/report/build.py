@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasktune.evaluation.compare import Comparison, summarise
+from tasktune.evaluation.compare import summarise
+from tasktune.evaluation.comparison import Comparison
 from tasktune.evaluation.recommend import Recommendation, labelled_examples_for, recommend
 from tasktune.report.figures import all_figures
 from tasktune.report.html import render_html

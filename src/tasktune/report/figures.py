@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from tasktune.evaluation.compare import METRIC_NAMES, CellSummary, Comparison, CurvePoint
+from tasktune.evaluation.comparison import METRIC_NAMES, CellSummary, Comparison, CurvePoint
 from tasktune.evaluation.formatting import format_p
 
 _RC = {

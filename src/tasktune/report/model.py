@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tasktune.evaluation.compare import Comparison
+from tasktune.evaluation.comparison import Comparison
 from tasktune.evaluation.recommend import Recommendation
 
 

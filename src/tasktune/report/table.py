@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasktune.evaluation.compare import CellSummary, Comparison
+from tasktune.evaluation.comparison import CellSummary, Comparison
 from tasktune.evaluation.formatting import format_bytes, format_count, format_ms, format_rate, pct
 
 COLUMNS: tuple[str, ...] = (

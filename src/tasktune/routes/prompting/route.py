@@ -154,8 +154,8 @@ class PromptingRoute:
         """Label descriptions (the zero-shot choice) unless another label text wins significantly in the
         task's metric on dev + train (nothing here is shown to the model, so all labelled data can
         select)."""
-        from tasktune.evaluation.compare import paired_gain
         from tasktune.evaluation.metrics import macro_f1
+        from tasktune.evaluation.significance import paired_gain
 
         style = "description"
         decision: dict = {}

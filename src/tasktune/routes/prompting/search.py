@@ -229,7 +229,7 @@ def choose(
     correctness for accuracy, a paired bootstrap of the difference for macro-F1). With 32–64
     selection examples the top of a 100-trial search is mostly luck; switching only on evidence keeps
     few-shot from doing worse than zero-shot (what it does when it picks by raw accuracy)."""
-    from tasktune.evaluation.compare import paired_gain
+    from tasktune.evaluation.significance import paired_gain
 
     best = max(trials, key=Trial.key)
     base = next((t for t in trials if _same_prompt(t.config, default)), None)
