@@ -7,6 +7,8 @@ difference). So everything here works on the per-example correctness pairs:
 
 * McNemar's test (McNemar 1947), in its exact binomial form, for "is one really better?";
 * a paired percentile bootstrap (Efron & Tibshirani 1993) for the size of the accuracy difference;
+* for macro-F1, which is not a mean over examples and so has no McNemar, a paired bootstrap of the
+  F1 difference (both classifiers scored on the same row resamples);
 * the normal-approximation sample size for McNemar's test (Connor 1987; Lachin 1992), to say how
   many examples a non-significant comparison would have needed;
 * Holm's step-down adjustment (Holm 1979) when the best route is compared against several others.
