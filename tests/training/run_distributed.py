@@ -20,7 +20,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-import tasktune.training.loop as loop_module
+import tasktune.training.resume as resume_module
 from tasktune.backbones.device import resolve_device
 from tasktune.task.data import Example
 from tasktune.training import TrainConfig, train
@@ -82,14 +82,14 @@ def data(scenario: Scenario, rank: int = 0) -> tuple[list[Example], list[Example
 
 
 def _record_writes(rank: int, root: Path) -> None:
-    real = loop_module.write_folder_atomically
+    real = resume_module.write_folder_atomically
 
     def recording(final: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
         with (root / f"writes-rank-{rank}.txt").open("a", encoding="utf-8") as fh:
             fh.write(f"{final}\n")
         return real(final, *args, **kwargs)
 
-    loop_module.write_folder_atomically = recording  # type: ignore[assignment]
+    resume_module.write_folder_atomically = recording  # type: ignore[assignment]
 
 
 def main(root: Path, resume: bool) -> None:

@@ -8,8 +8,9 @@ the trained tensors stay fp32); one check that loss and gradient norm are finite
 optimizer and scheduler step. Then, as due: a learning-curve entry, a dev evaluation (best tensors
 kept, early stopping), an atomic checkpoint (R3).
 
-Everything a run's future depends on lives in :class:`_LoopState` plus the optimizer, scheduler and RNG
-states, and all of it goes into the checkpoint: resuming is "load, then run the same loop".
+Everything a run's future depends on lives in ``LoopState`` plus the optimizer, scheduler and RNG
+states, and all of it goes into the checkpoint (training/resume.py): resuming is "load, then run the
+same loop".
 
 Under ``accelerate launch`` / torchrun the same loop runs on every rank through a :class:`Backend`
 (:func:`select_backend` picks it): each rank draws the same permutation, trains on its slice of each
@@ -23,7 +24,6 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,52 +37,25 @@ from tasktune.training.averaging import WeightAverage
 from tasktune.training.backend import Backend, select_backend
 from tasktune.training.batches import epoch_order, text_sizes
 from tasktune.training.checkpoint import (
-    FORMAT_VERSION,
-    flatten_optimizer_state,
     latest_checkpoint,
     list_checkpoints,
     prune,
-    read_folder,
     remove_leftovers,
     step_dir_name,
-    unflatten_optimizer_state,
-    write_folder_atomically,
 )
 from tasktune.training.clock import add_carried
 from tasktune.training.config import TrainConfig
-from tasktune.training.errors import DivergenceError, ResumeMismatchError, TrainingError
+from tasktune.training.errors import DivergenceError, TrainingError
 from tasktune.training.protocol import Trainable
 from tasktune.training.result import HistoryEntry, StopReason, TrainResult
-from tasktune.training.rng import capture_rng, restore_rng, seed_everything
+from tasktune.training.resume import LoopState, restore, write_best, write_checkpoint
+from tasktune.training.rng import seed_everything
 from tasktune.training.schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
-# Settings that may change between a run and its resumption without changing what it computes.
-_RESUMABLE_CHANGES = frozenset({"checkpoint_every", "checkpoint_every_seconds", "keep_checkpoints"})
-
-
-@dataclass
-class _LoopState:
-    """The loop's own counters; JSON in ``state.json`` (the permutation goes to ``rng.safetensors``)."""
-
-    step: int = 0  # optimizer steps completed
-    epoch: int = 0  # index of the epoch the next step draws from
-    position: int = 0  # examples of this epoch's permutation already consumed
-    examples_seen: int = 0
-    train_seconds: float = 0.0  # time in training steps (evaluation and checkpoints excluded)
-    seconds: float = 0.0  # wall time of the run so far, across resumes
-    best_step: int = 0
-    best_metric: float | None = None
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    evals_without_improvement: int = 0  # the early-stopping counter
-    last_eval_step: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    window_loss_sum: float = 0.0  # step losses since the last history entry
-    window_steps: int = 0
-    finished: str | None = None  # the stop reason once the run is over
 
 
 def train(
@@ -135,7 +108,7 @@ def train(
     data_order = torch.Generator().manual_seed(config.seed)
     optimizer = build_optimizer(named, config)
     scheduler = build_scheduler(optimizer, config, total_steps)
-    state = _LoopState()
+    state = LoopState()
     permutation: torch.Tensor | None = None
     best_tensors: dict[str, torch.Tensor] = {}
     saved_average: dict[str, torch.Tensor] | None = None
@@ -152,7 +125,7 @@ def train(
                 "or choose an empty output folder"
             )
         if latest is not None:
-            state, permutation, best_tensors, saved_average = _restore(
+            state, permutation, best_tensors, saved_average = restore(
                 latest, named, optimizer, scheduler, data_order, config, fingerprint
             )
             last_checkpoint, resumed_from = latest, state.step
@@ -175,7 +148,7 @@ def train(
     def save_checkpoint() -> Path | None:
         if ckpt_root is None or not backend.is_main_process:
             return None
-        path = _write_checkpoint(
+        path = write_checkpoint(
             ckpt_root / step_dir_name(state.step),
             state,
             named,
@@ -320,7 +293,7 @@ def train(
         for name, p in named:
             p.copy_(best_tensors[name])
     if output_dir is not None and backend.is_main_process:
-        _write_best(Path(output_dir) / BEST, state, best_tensors, config)
+        write_best(Path(output_dir) / BEST, state, best_tensors, config)
     backend.barrier()  # on return, every rank finds the end checkpoint and best/ on disk
 
     return TrainResult(
@@ -397,127 +370,6 @@ def _checked_parameters(trainable: Trainable, device: DeviceChoice) -> list[tupl
                 f"trainable parameter {name!r} is on {p.device}, training runs on {device.device}"
             )
     return named
-
-
-# --- checkpoints ------------------------------------------------------------------------------------
-def _write_checkpoint(
-    folder: Path,
-    state: _LoopState,
-    named: list[tuple[str, torch.nn.Parameter]],
-    best_tensors: dict[str, torch.Tensor],
-    average: WeightAverage | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data_order: torch.Generator,
-    permutation: torch.Tensor | None,
-    config: TrainConfig,
-    fingerprint: dict[str, Any],
-    total_steps: int,
-) -> Path:
-    optim_tensors, optim_meta = flatten_optimizer_state(optimizer.state_dict())
-    rng_tensors, rng_meta = capture_rng(data_order)
-    if permutation is not None:
-        rng_tensors["permutation"] = permutation
-    scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-    data = {
-        "format_version": FORMAT_VERSION,
-        "loop": asdict(state),
-        "has_permutation": permutation is not None,
-        "optimizer": optim_meta,
-        "scheduler": scheduler_state,
-        "rng": rng_meta,
-        "config": config.model_dump(mode="json"),
-        "parameters": [{"name": n, "shape": list(p.shape), "dtype": str(p.dtype)} for n, p in named],
-        "data": fingerprint,
-        "total_steps": total_steps,
-        "torch_version": torch.__version__,
-    }
-    tensor_files = {
-        "trainable": {name: p for name, p in named},
-        "best": dict(best_tensors),
-        "optimizer": optim_tensors,
-        "rng": rng_tensors,
-    }
-    if average is not None:
-        tensor_files["average"] = average.tensors
-    path = write_folder_atomically(folder, tensor_files, {"state": data})
-    log.info("checkpoint written: %s", path)
-    return path
-
-
-def _changes(saved: dict[str, Any], current: dict[str, Any], ignore: frozenset[str] = frozenset()) -> str:
-    """``"key: old -> new, ..."`` for the top-level keys that differ (empty when none do)."""
-    keys = sorted(
-        k for k in saved.keys() | current.keys() if saved.get(k) != current.get(k) and k not in ignore
-    )
-    return ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys)
-
-
-def _restore(
-    folder: Path,
-    named: list[tuple[str, torch.nn.Parameter]],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data_order: torch.Generator,
-    config: TrainConfig,
-    fingerprint: dict[str, Any],
-) -> tuple[_LoopState, torch.Tensor | None, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-    tensors, json_files = read_folder(folder)
-    data = json_files.get("state")
-    # A run with averaging also wrote "average"; the training config (compared below) says whether it did.
-    wanted = {"trainable", "best", "optimizer", "rng"} | (
-        {"average"} if data and data["config"].get("ema_decay") else set()
-    )
-    missing = wanted - set(tensors)
-    if data is None or missing:
-        what = sorted(missing) or ["state.json"]
-        raise ResumeMismatchError(f"checkpoint {folder} is incomplete (missing {what})")
-    if data.get("format_version") != FORMAT_VERSION:
-        found = data.get("format_version")
-        raise ResumeMismatchError(f"checkpoint {folder} has format {found!r}, expected {FORMAT_VERSION}")
-    details = _changes(data["config"], config.model_dump(mode="json"), ignore=_RESUMABLE_CHANGES)
-    if details:
-        raise ResumeMismatchError(f"cannot resume {folder} with a different training config ({details})")
-    details = _changes(data["data"].get("setup") or {}, fingerprint.get("setup") or {})
-    if details:
-        raise ResumeMismatchError(f"cannot resume {folder}: it was trained with other options ({details})")
-    if data["data"] != fingerprint:
-        which = [k for k in fingerprint if data["data"].get(k) != fingerprint[k]]
-        raise ResumeMismatchError(
-            f"cannot resume {folder}: the {' and '.join(which)} examples differ from the run's"
-        )
-    expected = [{"name": n, "shape": list(p.shape), "dtype": str(p.dtype)} for n, p in named]
-    if data["parameters"] != expected:
-        saved = [(d["name"], d["shape"]) for d in data["parameters"]]
-        ours = [(d["name"], d["shape"]) for d in expected]
-        raise ResumeMismatchError(
-            f"cannot resume {folder}: its trained tensors {saved} do not match the trainable's {ours}"
-        )
-    with torch.no_grad():
-        for name, p in named:
-            p.copy_(tensors["trainable"][name])
-    template = optimizer.state_dict()
-    optimizer.load_state_dict(unflatten_optimizer_state(tensors["optimizer"], data["optimizer"], template))
-    scheduler.load_state_dict({**data["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
-    restore_rng(data_order, tensors["rng"], data["rng"])
-    permutation = tensors["rng"]["permutation"] if data["has_permutation"] else None
-    device = named[0][1].device
-    best = {name: t.to(device) for name, t in tensors["best"].items()}
-    average = tensors.get("average")
-    if average is not None and set(average) != {n for n, _ in named}:
-        raise ResumeMismatchError(f"checkpoint {folder}: its weight average holds {sorted(average)}")
-    return _LoopState(**data["loop"]), permutation, best, average
-
-
-def _write_best(folder: Path, state: _LoopState, best: dict[str, torch.Tensor], config: TrainConfig) -> None:
-    meta = {
-        "step": state.best_step,
-        "metric": config.metric,
-        "value": state.best_metric,
-        "metrics": state.best_metrics,
-        "config": config.model_dump(mode="json"),
-    }
-    write_folder_atomically(folder, {"trainable": best}, {"best": meta})
 
 
 def _progress_bar(enabled: bool) -> Progress:
