@@ -250,7 +250,9 @@ def test_page_is_self_contained_with_a_strict_csp():
     rest = page.replace('"http://www.w3.org/2000/svg"', "")
     for external in ("http://", "https://", "//cdn", "src=", "@import", "url(http", "<link"):
         assert external not in rest, external
+    # static/dashboard.css and .js are inlined: neither may close its element early.
     assert page.count("<script>") == 1 and page.count("</script>") == 1
+    assert page.count("<style>") == 1 and page.count("</style>") == 1
     for helper in ("function bars(", "function lines(", "function axis(", "function domId("):
         assert helper in page, helper
     for prefix in ("chart-traffic-", "chart-latency-", "chart-accuracy-", "chart-labels-", "drift-", "ab-"):
