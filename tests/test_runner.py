@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 import pytest
 
 from tasktune.routes.base import FitContext
@@ -205,3 +207,161 @@ def test_an_ensemble_cell_reports_its_members_on_the_test_set(task_dir, tiny_lla
 
     (note,) = [n for n in summarise(out.results).notes if "members average" in n]
     assert f"{100 * mean:.1f} % accuracy on test" in note
+
+
+def test_a_finished_cell_is_reused_only_with_the_same_inputs(task_dir, tmp_path):
+    """K, the data, the evaluation split and the task's labels are not in a cell's name: a result measured
+    with others is kept aside as .stale and the cell reruns; the same inputs reuse it."""
+    from tests.conftest import make_rows, write_jsonl
+
+    spec = load_task(task_dir / "task.yaml")
+    out = tmp_path / "run"
+    common = dict(route_names=["majority"], protocol="few", seeds=[13], out_dir=out)
+    first = run_matrix(spec, k=8, **common)
+    assert first.results[0].info.labelled_examples == 32 and first.results[0].info.inputs_hash
+    assert run_matrix(spec, k=8, **common).reused == 1  # nothing changed
+
+    (cell,) = out.glob("majority--*.json")
+    smaller = run_matrix(spec, k=4, **common)
+    assert smaller.reused == 0 and smaller.results[0].info.labelled_examples == 16
+    assert any("32 labelled examples, this run 16" in w and "kept as" in w for w in smaller.warnings)
+    assert cell.with_name(cell.name + ".stale").is_file()  # the old measurement is kept, not lost
+
+    write_jsonl(task_dir / "train.jsonl", make_rows(40)[:-2])  # the data changed under the same name
+    edited = run_matrix(spec, k=4, **common)
+    assert edited.reused == 0 and any("the data of 'train' changed" in w for w in edited.warnings)
+    assert cell.with_name(cell.name + ".stale-2").is_file()  # the earlier .stale is not overwritten
+
+    words = tuple(lbl.model_copy(update={"words": (lbl.name + "ish",)}) for lbl in spec.labels)
+    again = run_matrix(spec.model_copy(update={"labels": words}), k=4, **common)
+    assert again.reused == 0 and any("labels, metric or prompt hints" in w for w in again.warnings)
+
+
+def test_constraints_and_the_tasks_name_leave_its_inputs_alone(task_dir):
+    spec = load_task(task_dir / "task.yaml")
+    same = spec.model_copy(
+        update={"name": "renamed", "constraints": spec.constraints.model_copy(update={"max_latency_ms": 5.0})}
+    )
+    assert same.inputs_hash() == spec.inputs_hash() and same.spec_hash() != spec.spec_hash()
+    other = spec.model_copy(update={"metric": "macro_f1"})
+    assert other.inputs_hash() != spec.inputs_hash()
+
+
+def test_repeated_seeds_routes_and_backbones_run_once(task_dir, tmp_path):
+    spec = load_task(task_dir / "task.yaml")
+    out = run_matrix(
+        spec, route_names=["majority", "majority"], protocol="few", seeds=[13, 21, 13], k=8, out_dir=tmp_path
+    )
+    assert [r.info.seed for r in out.results] == [13, 21]  # a repeat would enter the mean twice
+    assert "seed 13 was given more than once; it runs once" in out.warnings
+    assert "route 'majority' was given more than once; it runs once" in out.warnings
+
+
+class HoldsModel:
+    """A route whose fitted scorer holds a large object: the next cell must not train beside it."""
+
+    name = "holds"
+    needs_backbone = False
+    alive_at_fit: ClassVar[list[int]] = []
+    refs: ClassVar[list] = []
+
+    def fit(self, ctx: FitContext):
+        import gc
+        import weakref
+
+        from tasktune.routes.majority.route import MajorityRoute
+
+        gc.collect()
+        HoldsModel.alive_at_fit.append(sum(r() is not None for r in HoldsModel.refs))
+        fitted = MajorityRoute().fit(ctx)
+        HoldsModel.refs.append(weakref.ref(fitted))
+        return fitted
+
+
+def test_the_last_cells_model_is_released_before_the_next_fit(task_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(ROUTES, "holds", HoldsModel)
+    HoldsModel.alive_at_fit, HoldsModel.refs = [], []
+    run_matrix(
+        load_task(task_dir / "task.yaml"), route_names=["holds"], protocol="few", k=8, out_dir=tmp_path
+    )
+    assert HoldsModel.alive_at_fit == [0, 0, 0, 0, 0]
+
+
+class WithArtifact:
+    """The majority route with something for the registry to keep."""
+
+    name = "with_artifact"
+    needs_backbone = False
+
+    def fit(self, ctx: FitContext):
+        from dataclasses import replace
+
+        from tasktune.routes.majority.route import MajorityRoute
+
+        return replace(MajorityRoute().fit(ctx), artifact={"kind": "test"})
+
+
+def test_a_registry_that_refuses_costs_the_adaptation_not_the_measurement(task_dir, tmp_path, monkeypatch):
+    import tasktune.adaptations as adaptations
+
+    def refuse(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(adaptations, "register_fitted", refuse)
+    monkeypatch.setitem(ROUTES, "with_artifact", WithArtifact)
+    spec = load_task(task_dir / "task.yaml")
+    calls = []
+    out = run_matrix(
+        spec,
+        route_names=["with_artifact"],
+        protocol="full",
+        out_dir=tmp_path / "run",
+        registry_root=tmp_path / "registry",
+        on_cell=lambda name, result, error: calls.append((result is not None, error)),
+    )
+    assert len(out.results) == 1 and not out.failures and calls == [(True, None)]
+    assert any("measured but not registered" in w and "No space left" in w for w in out.warnings)
+    assert len(list((tmp_path / "run").glob("with_artifact--*.json"))) == 1  # the measurement is written
+
+
+def test_a_failing_callback_is_not_a_failed_cell(task_dir, tmp_path):
+    calls = []
+
+    def broken(name, result, error):
+        calls.append(error)
+        raise KeyError("the caller's bug")
+
+    with pytest.raises(KeyError, match="the caller's bug"):
+        run_matrix(
+            load_task(task_dir / "task.yaml"),
+            route_names=["majority"],
+            protocol="full",
+            out_dir=tmp_path,
+            on_cell=broken,
+        )
+    assert len(list(tmp_path.glob("majority--*.json"))) == 1  # the cell itself finished and was kept
+    assert calls == [None]  # told once that it succeeded, never that the cell failed
+
+
+def test_the_manifest_counts_the_labelled_examples_the_full_split_uses(tmp_path):
+    import json
+
+    from tests.conftest import write_jsonl
+
+    labels = ("a", "b", "c")
+    for split, per_label in (("train", 5), ("test", 2)):
+        rows = [{"text": f"{split} {i} {y}", "label": y} for i in range(per_label) for y in labels]
+        write_jsonl(tmp_path / f"{split}.jsonl", rows)
+    (tmp_path / "task.yaml").write_text(
+        "name: three\nlabels:\n  - name: a\n  - name: b\n  - name: c\n"
+        "data:\n  train: {path: train.jsonl}\n  test: {path: test.jsonl}\n"
+    )
+    out = run_matrix(
+        load_task(tmp_path / "task.yaml"),
+        route_names=["majority"],
+        protocol="full",
+        train_limit=5,
+        out_dir=tmp_path / "run",
+    )
+    used = out.results[0].info.labelled_examples
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["train_size"] == used

@@ -22,12 +22,11 @@ from tasktune import routes, truncation
 from tasktune.backbones.loading import Backbone, load_backbone
 from tasktune.errors import TaskTuneError
 from tasktune.evaluation.evaluator import build_result, evaluate, member_summary, single_example_latency
-from tasktune.evaluation.results import RunResult, overrides_label, read_result, write_result
+from tasktune.evaluation.results import RunInfo, RunResult, overrides_label, read_result, write_result
 from tasktune.routes.base import FitContext
 from tasktune.routes.overrides import flatten
 from tasktune.task.data import Split, load_splits
 from tasktune.task.protocols import (
-    DEFAULT_DEV_FRACTION,
     DEFAULT_K,
     FEW_SHOT_SEEDS,
     ProtocolSplits,
@@ -149,6 +148,7 @@ def write_run_manifest(
     """``<out>/run.json``: the task as run (labels, constraints, data sources), so that a report can be
     regenerated from the run folder alone, without the task file or the data."""
     import json
+    import os
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RUN_MANIFEST
@@ -164,7 +164,10 @@ def write_run_manifest(
         "route_options": {r: dict(o) for r, o in (route_options or {}).items()},  # the user's settings
     }
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=1))
+        fh.flush()
+        os.fsync(fh.fileno())  # a report is rebuilt from this file: it must survive a power cut whole
     tmp.replace(path)
     return path
 
@@ -242,18 +245,76 @@ def data_warnings(spec: TaskSpec, splits: dict[str, Split]) -> list[str]:
     return check_task(spec, k=None, splits=splits).warnings
 
 
-def reuse_cell(path: Path, outcome: RunOutcome) -> RunResult | None:
-    """A finished cell's result, or None when its file cannot be read: that file is kept aside as
-    ``<cell>.json.corrupt`` (not deleted: it may be the only copy of hours of work) and the cell reruns."""
+@dataclass(frozen=True)
+class CellInputs:
+    """What a cell's result depends on beyond its name (route, backbone, protocol, seed, settings): a
+    finished cell is reused only when its result was measured with these same inputs."""
+
+    split: str
+    data_hashes: Mapping[str, str]
+    labelled_examples: int
+    inputs_hash: str
+
+    def differences(self, info: RunInfo) -> list[str]:
+        """How a finished cell's inputs differ from this run's (empty: it may be reused). Fields that an
+        older result lacks are not compared."""
+        found = []
+        if info.split != self.split:
+            found.append(f"it was evaluated on {info.split!r}, this run evaluates on {self.split!r}")
+        names = sorted(set(info.data_hashes) | set(self.data_hashes))
+        changed = [n for n in names if info.data_hashes.get(n) != self.data_hashes.get(n)]
+        if changed:
+            found.append(f"the data of {', '.join(repr(n) for n in changed)} changed since")
+        if info.labelled_examples is not None and info.labelled_examples != self.labelled_examples:
+            found.append(
+                f"it used {info.labelled_examples} labelled examples, this run {self.labelled_examples} "
+                "(K or the train limit changed)"
+            )
+        if info.inputs_hash is not None and info.inputs_hash != self.inputs_hash:
+            found.append("the task's fields, labels, metric or prompt hints changed since")
+        return found
+
+
+def keep_aside(path: Path, suffix: str) -> Path:
+    """Rename ``<cell>.json`` to ``<cell>.json.<suffix>`` (``-2``, ``-3``, ... when that exists: an
+    earlier copy kept aside is never overwritten)."""
+    aside, n = path.with_name(f"{path.name}.{suffix}"), 2
+    while aside.exists():
+        aside, n = path.with_name(f"{path.name}.{suffix}-{n}"), n + 1
+    path.replace(aside)
+    return aside
+
+
+def reuse_cell(path: Path, outcome: RunOutcome, expected: CellInputs | None = None) -> RunResult | None:
+    """A finished cell's result, or None when its file cannot be read or was measured with other inputs
+    than ``expected``: that file is kept aside (``.corrupt`` / ``.stale``; not deleted: it may be the only
+    copy of hours of work) and the cell reruns."""
     try:
-        return read_result(path)
+        result = read_result(path)
     except Exception as err:  # a truncated or hand-edited file: any parse or validation error
-        aside = path.with_name(path.name + ".corrupt")
-        path.replace(aside)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        outcome.warnings.append(f"{path} could not be read ({first}); kept as {aside.name}, cell rerun")
-        log.warning(outcome.warnings[-1])
+        return _rerun(path, outcome, "corrupt", f"could not be read ({first})")
+    found = expected.differences(result.info) if expected is not None else []
+    if found:
+        return _rerun(path, outcome, "stale", f"was measured with other inputs ({'; '.join(found)})")
+    return result
+
+
+def _rerun(path: Path, outcome: RunOutcome, suffix: str, why: str) -> None:
+    if not is_main_process():  # under a data-parallel launch rank 0 alone moves files
         return None
+    aside = keep_aside(path, suffix)
+    outcome.warnings.append(f"{path} {why}; kept as {aside.name}, cell rerun")
+    log.warning(outcome.warnings[-1])
+    return None
+
+
+def _unique(kind: str, values: Sequence[Any], outcome: RunOutcome) -> tuple[Any, ...]:
+    """``values`` in order without repeats: a seed given twice would enter the mean twice."""
+    kept = tuple(dict.fromkeys(values))
+    for value in dict.fromkeys(v for i, v in enumerate(values) if v in values[:i]):
+        outcome.warnings.append(f"{kind} {value!r} was given more than once; it runs once")
+    return kept
 
 
 def run_matrix(
@@ -293,7 +354,10 @@ def run_matrix(
     if eval_split not in splits:
         raise TaskTuneError(f"task {spec.name!r} has no {eval_split!r} split to evaluate on")
     test = splits[eval_split]
-    seeds = tuple(seeds) if seeds else default_seeds(spec, protocol)
+    outcome = RunOutcome()
+    seeds = _unique("seed", seeds, outcome) if seeds else default_seeds(spec, protocol)
+    route_names = _unique("route", route_names, outcome)
+    backbone_names = _unique("backbone", backbone_names, outcome)
     route_objs = [routes.get_route(r) for r in route_names]
     if any(r.needs_backbone for r in route_objs) and not backbone_names:
         raise TaskTuneError("these routes need a backbone; give at least one (--backbones)")
@@ -305,15 +369,14 @@ def run_matrix(
     route_options = dict(route_options or {})
     n_train = len(next(iter(per_seed.values())).train) if per_seed else 0
     settings = resolve_route_options(route_objs, route_options, protocol, backbone_names, n_train)
-    train_size = None
-    if "train" in splits:
-        n = len(splits["train"].examples)
-        train_size = n if train_limit is None else min(n, train_limit + round(n * DEFAULT_DEV_FRACTION))
-        if "dev" in splits:
-            train_size = min(n, train_limit or n) + len(splits["dev"].examples)
-    outcome = RunOutcome(warnings=data_warnings(spec, splits))
-    for w in outcome.warnings:
+    train_size = len(splits["train"].examples) if "train" in splits else None
+    if protocol == "full":  # what the split uses (train + its dev), whatever the train limit's rounding
+        first = next(iter(per_seed.values()))
+        train_size = len(first.train) + len(first.dev)
+    found_in_data = data_warnings(spec, splits)
+    for w in found_in_data:
         log.warning("%s: %s", spec.name, w)
+    outcome.warnings.extend(found_in_data)
     if is_main_process():
         write_run_manifest(
             out_dir,
@@ -322,9 +385,11 @@ def run_matrix(
             eval_split=eval_split,
             k=k,
             train_size=train_size,
-            warnings=outcome.warnings,
+            warnings=found_in_data,
             route_options=route_options,
         )
+    data_hashes = {n: s.content_hash() for n, s in splits.items()}
+    inputs_hash = spec.inputs_hash()
     backbones: dict[str, Backbone] = {}
     total = sum(len(backbone_names) if r.needs_backbone else 1 for r in route_objs) * len(seeds)
     started = 0
@@ -342,8 +407,10 @@ def run_matrix(
                 if on_start:
                     on_start(name, started, total)
                 started += 1
+                ps = per_seed[seed]
                 if path.is_file() and not fresh:
-                    cached = reuse_cell(path, outcome)
+                    expected = CellInputs(eval_split, data_hashes, len(ps.train) + len(ps.dev), inputs_hash)
+                    cached = reuse_cell(path, outcome, expected)
                     if cached is not None:
                         if is_main_process():  # checkpoints a crash left after the result was kept
                             shutil.rmtree(work_dir, ignore_errors=True)
@@ -352,6 +419,9 @@ def run_matrix(
                         if on_cell:
                             on_cell(name, cached, None)
                         continue
+                # The last cell's model goes before this one loads its own: a fine-tuned classifier holds
+                # a whole copy of the backbone, and each cell's peak memory must be its own.
+                fitted = prediction = None
                 try:
                     backbone = None
                     if backbone_name is not None:
@@ -360,7 +430,6 @@ def run_matrix(
                                 backbone_name, device=device, allow_hub=allow_hub
                             )
                         backbone = backbones[backbone_name]
-                    ps = per_seed[seed]
                     ctx = FitContext(
                         task=spec,
                         train=ps.train,
@@ -404,7 +473,7 @@ def run_matrix(
                     result = build_result(
                         task=spec,
                         split_name=eval_split,
-                        data_hashes={n: s.content_hash() for n, s in splits.items()},
+                        data_hashes=data_hashes,
                         examples=test.examples,
                         metrics=metrics,
                         prediction=prediction,
@@ -443,21 +512,10 @@ def run_matrix(
                         outcome.results.append(result)
                         continue
                     if registry_root is not None and fitted.artifact is not None:
-                        from tasktune.adaptations import register_fitted
-                        from tasktune.registry import Registry
-
-                        with Registry(registry_root) as reg:
-                            train_hash = splits["train"].content_hash() if "train" in splits else None
-                            version, size = register_fitted(
-                                reg, spec, fitted, result, train_hash=train_hash, examples=test.examples
-                            )
-                        result.timings.artifact_bytes = size
-                        result.info.route_config["registry_version"] = version
+                        _register(registry_root, spec, splits, fitted, result, test, name, outcome)
                     write_result(result, path)
                     shutil.rmtree(work_dir, ignore_errors=True)  # the result is kept: checkpoints are done
                     outcome.results.append(result)
-                    if on_cell:
-                        on_cell(name, result, None)
                 except TaskTuneError as err:
                     outcome.failures.append(CellFailure(name, str(err)))
                     if on_cell:
@@ -467,4 +525,40 @@ def run_matrix(
                     outcome.failures.append(CellFailure(name, f"{type(err).__name__}: {err}"))
                     if on_cell:
                         on_cell(name, None, f"{type(err).__name__}: {err}")
+                else:  # outside the try: a failing callback is the caller's error, not the cell's
+                    if on_cell:
+                        on_cell(name, result, None)
     return outcome
+
+
+def _register(
+    registry_root: Path,
+    spec: TaskSpec,
+    splits: dict[str, Split],
+    fitted: Any,
+    result: RunResult,
+    test: Split,
+    name: str,
+    outcome: RunOutcome,
+) -> None:
+    """Register a cell's adaptation. A registry that refuses (locked, disk full, a bad path) costs the
+    adaptation, not the measurement: the result is still written, with a warning that says so."""
+    from tasktune.adaptations import register_fitted
+    from tasktune.registry import Registry
+
+    try:
+        with Registry(registry_root) as reg:
+            train_hash = splits["train"].content_hash() if "train" in splits else None
+            version, size = register_fitted(
+                reg, spec, fitted, result, train_hash=train_hash, examples=test.examples
+            )
+    except Exception as err:
+        log.debug("registering %s failed:\n%s", name, traceback.format_exc())
+        outcome.warnings.append(
+            f"{name}: measured but not registered ({type(err).__name__}: {err}); rerun it with --fresh "
+            "once the registry is writable to keep its adaptation"
+        )
+        log.warning(outcome.warnings[-1])
+        return
+    result.timings.artifact_bytes = size
+    result.info.route_config["registry_version"] = version

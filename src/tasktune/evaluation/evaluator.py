@@ -154,6 +154,7 @@ def build_result(
         created=utc_now(),
         task=task.name,
         task_hash=task.spec_hash(),
+        inputs_hash=task.inputs_hash(),
         split=split_name,
         data_hashes=data_hashes,
         protocol=protocol,

@@ -23,6 +23,9 @@ class RunInfo(_Model):
     created: str
     task: str
     task_hash: str
+    # TaskSpec.inputs_hash(): with data_hashes, split and labelled_examples, what a finished cell must
+    # match to be reused by a later run (None in results written before it existed).
+    inputs_hash: str | None = None
     split: str
     data_hashes: dict[str, str]
     protocol: str

@@ -209,6 +209,19 @@ class TaskSpec(_Strict):
         blob = json.dumps(self.definition(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    def inputs_hash(self) -> str:
+        """sha256 of what a measured cell depends on: the fields read, the labels (names, words,
+        descriptions), the metric and the prompt hints. Left out: the name and description, the
+        constraints (they rule cells in or out, they change no measurement), the default seed (a cell
+        names its own) and the data sources (a result keeps its data's content hashes instead, so a
+        moved file is the same data)."""
+        kept = {k: v for k, v in self.definition().items() if k not in _NOT_INPUTS}
+        blob = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+_NOT_INPUTS = frozenset({"name", "description", "constraints", "seed", "data"})
+
 
 def _format_validation_error(err: ValidationError) -> list[str]:
     problems = []
