@@ -396,3 +396,29 @@ def test_a_head_that_reads_the_template_is_not_put_on_the_host(backbones):
     options = ft_route.default_options("few", "head", "lora", "encoder", 13)
     assert options.head_input == "text" and applies(bert, options)
     assert not applies(bert, options.model_copy(update={"head_input": "template"}))
+
+
+def test_an_adapter_peft_fails_to_add_leaves_nothing_on_the_host(trained, backbones, monkeypatch):
+    """PEFT forgets the config of an adapter whose injection raised halfway, not its injected modules."""
+    from peft.tuners.lora import LoraModel
+
+    host = SharedLoraHost(backbones["llama"][0])
+    a = restore_shared_lora(trained["artifacts"][("tiny", 1)], host)
+    before = host.parameter_count()
+    real, calls = LoraModel._create_and_replace, []
+
+    def fail_on_the_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("injection failed halfway")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(LoraModel, "_create_and_replace", fail_on_the_third)
+    with pytest.raises(SharedLoraRefused, match="injection failed halfway"):
+        restore_shared_lora(trained["artifacts"][("tiny", 2)], host)
+    monkeypatch.undo()
+    assert len(calls) == 3 and list(host.adapters) == [a.adapter]
+    names = {n for m in host.model.modules() if isinstance(m, LoraLayer) for n in m.lora_A}
+    assert names == {a.adapter} and host.parameter_count() == before
+    b = restore_shared_lora(trained["artifacts"][("tiny", 2)], host)  # the host still takes adapters
+    assert set(host.adapters) == {a.adapter, b.adapter}

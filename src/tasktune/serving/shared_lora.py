@@ -157,6 +157,7 @@ class SharedLoraHost:
                     else:
                         self.peft_model.add_adapter(name, config)
             except (ValueError, TypeError, KeyError, RuntimeError) as err:
+                self._strip(name)
                 raise SharedLoraRefused(f"{where}: PEFT cannot add it to the shared host: {err}") from err
             self.adapters[name] = config
             try:
@@ -200,6 +201,18 @@ class SharedLoraHost:
                 self.lock.release()
         else:
             self._doomed.append(name)
+
+    def _strip(self, name: str) -> None:
+        """Remove what a failed ``add_adapter`` left: PEFT drops the adapter's config when injection
+        raises, but not the LoRA modules it had already put into earlier layers, which would then sit
+        on the host (in training mode) with no config to delete them by."""
+        from peft.tuners.lora import LoraLayer
+
+        if self.model is None:
+            return
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer) and name in module.lora_A:
+                module.delete_adapter(name)
 
     def _purge(self) -> None:
         while self._doomed:
