@@ -68,6 +68,8 @@ def test_mistakes_fail_before_any_backbone_is_loaded(task_dir, tmp_path, monkeyp
         run_matrix(spec, protocol="fwe", **common)
     with pytest.raises(TaskTuneError, match=r"class too small.*K=50"):
         run_matrix(spec, protocol="few", k=50, **common)  # 40 per class < 2K
+    with pytest.raises(TaskTuneError, match=r"seeds \[-5\]: expected whole numbers >= 0"):
+        run_matrix(spec, protocol="few", seeds=[13, -5], **common)
     with pytest.raises(TaskTuneError, match="train limit 0"):
         run_matrix(spec, protocol="full", train_limit=0, **common)
     with pytest.raises(TaskTuneError, match="unknown backbone 'no-such-model'"):

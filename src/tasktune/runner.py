@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +356,9 @@ def run_matrix(
         raise TaskTuneError(f"task {spec.name!r} has no {eval_split!r} split to evaluate on")
     test = splits[eval_split]
     outcome = RunOutcome()
+    bad = [s for s in seeds or () if isinstance(s, bool) or not isinstance(s, Integral) or s < 0]
+    if bad:
+        raise TaskTuneError(f"seeds {bad}: expected whole numbers >= 0 (e.g. 13, 21, 42)")
     seeds = _unique("seed", seeds, outcome) if seeds else default_seeds(spec, protocol)
     route_names = _unique("route", route_names, outcome)
     backbone_names = _unique("backbone", backbone_names, outcome)

@@ -92,6 +92,8 @@ def test_run_keeps_adaptations_in_the_registry(task_dir, tiny_llama_dir, tmp_pat
 def test_run_bad_seeds_and_hub_data_are_one_message(task_dir, tmp_path, capsys):
     assert main(["run", str(task_dir / "task.yaml"), "--routes", "majority", "--seeds", "13,x"]) == 2
     assert "--seeds: 'x' is not a whole number" in capsys.readouterr().err
+    assert main(["run", str(task_dir / "task.yaml"), "--routes", "majority", "--seeds", "13,-5"]) == 2
+    assert "--seeds: '-5' is negative" in capsys.readouterr().err
     (task_dir / "hub.yaml").write_text(
         "name: hubby\nlabels: [neg, pos]\ndata:\n  train: {hf: glue, subset: sst2, split: train}\n"
     )

@@ -135,3 +135,50 @@ def test_content_hash_depends_on_content(task_dir):
     train = load_split(spec, "train")
     assert train.content_hash() == hash_examples(train.examples)
     assert train.content_hash() != hash_examples(train.examples[:-1])
+
+
+def _csv_task(task_dir, body: str, labels: str = "[negative, positive]"):
+    (task_dir / "train.csv").write_text(body, encoding="utf-8")
+    (task_dir / "task.yaml").write_text(
+        f"name: tiny\nlabels: {labels}\ndata:\n  train: {{path: train.csv}}\n  test: {{path: test.jsonl}}\n"
+    )
+    return load_task(task_dir / "task.yaml")
+
+
+def test_labels_named_by_numbers_are_names_not_positions(task_dir):
+    """Yelp's stars or AG News' 1-4: with labels named "1".."3", the number 1 is the label named "1"."""
+    write_jsonl(task_dir / "train.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 3}])
+    (task_dir / "task.yaml").write_text(
+        'name: stars\nlabels: ["1", "2", "3"]\n'
+        "data:\n  train: {path: train.jsonl}\n  test: {path: test.jsonl}\n"
+    )
+    spec = load_task(task_dir / "task.yaml")
+    assert [spec.label_names[e.label] for e in load_split(spec, "train")] == ["1", "3"]
+    csv_spec = _csv_task(task_dir, "text,label\nawful,1\nmeh,2\n", labels='["1", "2", "3"]')
+    assert [csv_spec.label_names[e.label] for e in load_split(csv_spec, "train")] == ["1", "2"]
+
+
+def test_csv_numbers_that_name_no_label_are_positions(task_dir):
+    spec = _csv_task(task_dir, "text,label\ngood,1\nbad,0\nfine,positive\n")
+    assert [e.label for e in load_split(spec, "train")] == [1, 0, 1]
+    with pytest.raises(DataError, match=r"line 2.*unknown label.*'7'"):
+        load_split(_csv_task(task_dir, "text,label\ngood,7\n"), "train")
+
+
+def test_csv_cells_are_read_as_the_text_they_are(task_dir):
+    """pandas reads "NA"/"null" as missing and numbers as numbers; a review may say exactly that."""
+    spec = _csv_task(task_dir, "text,label\nNA,negative\nnull,positive\n007,negative\n")
+    assert [e.text for e in load_split(spec, "train")] == ["NA", "null", "007"]
+    # One empty label cell is blamed on its own line (pandas made the column floats and blamed line 2).
+    with pytest.raises(DataError) as err:
+        load_split(_csv_task(task_dir, "text,label\ngood,1\nbad,\nok,0\n"), "train")
+    assert "line 3" in str(err.value) and "field 'label'" in str(err.value)
+
+
+def test_byte_order_marks_and_bad_csv_headers(task_dir):
+    (task_dir / "train.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "a", "label": "positive"}\n')
+    assert load_split(load_task(task_dir / "task.yaml"), "train").examples[0].label == 1
+    spec = _csv_task(task_dir, "\ufefftext,label\ngood,positive\n")
+    assert load_split(spec, "train").examples[0].text == "good"
+    with pytest.raises(DataError, match=r"line 1.*bad CSV header"):
+        load_split(_csv_task(task_dir, "text,text\ngood,positive\n"), "train")

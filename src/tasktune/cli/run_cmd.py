@@ -27,9 +27,12 @@ def parse_seeds(value: str | None) -> list[int] | None:
     seeds = []
     for item in _split_csv(value):
         try:
-            seeds.append(int(item))
+            seed = int(item)
         except ValueError:
             raise TaskTuneError(f"--seeds: {item!r} is not a whole number (expected e.g. 13,21,42)") from None
+        if seed < 0:  # numpy's generators take none
+            raise TaskTuneError(f"--seeds: {item!r} is negative (expected whole numbers >= 0, e.g. 13,21,42)")
+        seeds.append(seed)
     return seeds or None
 
 

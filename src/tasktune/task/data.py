@@ -82,7 +82,8 @@ def _read_jsonl(path: Path) -> Iterator[Row]:
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                # A byte-order mark opens files saved by some Windows editors: not part of the first row.
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as err:
                 raise DataError(f"not UTF-8 text ({err.reason})", source=path, line=line_no) from None
             if not line.strip():
@@ -112,13 +113,44 @@ def _read_with_datasets(path: Path, fmt: str) -> Iterator[Row]:
 
     datasets.disable_progress_bars()
     builder = {"csv": "csv", "parquet": "parquet"}[fmt]
+    options: dict[str, Any] = {}
+    if fmt == "csv":
+        # Every cell as the text it is: pandas would read a review that says "NA" or "null" as missing,
+        # "007" as 7, and turn a whole label column into floats (1.0) for one empty cell, blaming rows
+        # that are fine. Labels given as numbers are resolved from that text (see _label_of).
+        columns = _csv_header(path)
+        options = {
+            "features": datasets.Features({c: datasets.Value("string") for c in columns}),
+            "keep_default_na": False,
+        }
     try:
-        ds = datasets.load_dataset(builder, data_files=str(path), split="train", keep_in_memory=True)
+        ds = datasets.load_dataset(
+            builder, data_files=str(path), split="train", keep_in_memory=True, **options
+        )
     except Exception as err:  # datasets/pandas/pyarrow raise many types; all mean "cannot parse"
         raise DataError(f"cannot read {fmt.upper()} file: {err}", source=path) from None
     # A CSV row's line is its row number + 1 (the header), unless quoted fields span lines.
     for i, record in enumerate(ds, start=1):
         yield i, (i + 1 if fmt == "csv" else None), record
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            header = next(csv.reader(fh), None)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read the CSV header: {err}", source=path, line=1) from None
+    if not header or len(set(header)) != len(header) or not all(c.strip() for c in header):
+        raise DataError(
+            "bad CSV header",
+            source=path,
+            line=1,
+            value=header,
+            expected="a first line naming each column once, e.g. text,label",
+        )
+    return header
 
 
 def _read_hub(source: DataSource, allow_hub: bool) -> tuple[Iterator[Row], list[str] | None]:
@@ -183,20 +215,40 @@ def _to_example(
     value = record[label_col]
     if class_names is not None and isinstance(value, int) and 0 <= value < len(class_names):
         value = class_names[value]  # a hub ClassLabel: map its index to its own name first
-    if isinstance(value, str):
-        if value not in label_index:
-            raise fail("unknown label", label_col, value, expected=f"one of {list(label_index)}")
-        label = label_index[value]
-    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(label_index):
-        label = value  # an integer label is an index into the task's labels
-    else:
+    label = _label_of(value, label_index, cells_are_text=source.resolved_format() == "csv")
+    if label is None:
+        names = list(label_index)
+        expected = f"one of {names}" if isinstance(value, str) and not _is_int(value) else None
         raise fail(
             "unknown label",
             label_col,
             value,
-            expected=f"one of {list(label_index)} or an index 0..{len(label_index) - 1}",
+            expected=expected or f"one of {names} or an index 0..{len(names) - 1}",
         )
     return Example(text=text, label=label, text_pair=pair, row=row)
+
+
+def _is_int(text: str) -> bool:
+    return text.strip().lstrip("+-").isdigit()
+
+
+def _label_of(value: object, label_index: dict[str, int], *, cells_are_text: bool) -> int | None:
+    """A raw label's index, or None. A label's name wins: with labels named "1" and "2" (Yelp's stars,
+    AG News' classes), 1 is the label named "1", not the one at position 1. A whole number that names
+    no label is a position in the task's labels. A CSV's cells are all text, so there "0" is a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and str(value) in label_index:
+        return label_index[str(value)]
+    if isinstance(value, str):
+        if value in label_index:
+            return label_index[value]
+        if not (cells_are_text and _is_int(value)):
+            return None
+        value = int(value)
+    if isinstance(value, int) and 0 <= value < len(label_index):
+        return value
+    return None
 
 
 def load_split(spec: TaskSpec, split: str, *, allow_hub: bool = False) -> Split:
