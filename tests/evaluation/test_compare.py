@@ -189,3 +189,23 @@ def test_recommendation_speaks_in_the_task_metric():
     assert rec.choice == cell_key("even", "tiny-llama", "few")
     assert "63.0 % macro-F1 (95 % CI" in rec.reasons and "the best cell by macro-F1" in rec.reasons
     assert "lumpy on tiny-llama (few) (-7.4 points" in rec.reasons  # significantly below, in F1 points
+
+
+def test_a_leftover_result_on_other_test_rows_is_never_the_best():
+    """An older, higher result on a test file since edited must not become the best cell that the
+    current cells (which it cannot be paired with) are measured against."""
+    n = 50
+    old = make_result(
+        "lora", "tiny-llama", correctness(n, []), data_hash="old", created="2026-01-01T00:00:00"
+    )
+    current = [
+        make_result("prompting", "tiny-llama", correctness(n, range(10)), created="2026-02-01T00:00:00"),
+        make_result("prompt_tuning", "tiny-llama", correctness(n, range(5)), created="2026-02-01T00:00:00"),
+    ]
+    comparison = summarise([old, *current])
+    assert comparison.best == cell_key("prompt_tuning", "tiny-llama", "few")
+    assert not comparison.cell(cell_key("lora", "tiny-llama", "few")).comparable
+    assert comparison.cell(cell_key("prompting", "tiny-llama", "few")).versus_best is not None
+    # One cell on each of two test files: the newest result's rows are the comparison's.
+    pair = summarise([old, current[0]])
+    assert pair.best == cell_key("prompting", "tiny-llama", "few")

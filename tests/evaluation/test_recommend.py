@@ -165,3 +165,22 @@ def test_recommend_is_a_pure_function_of_comparison_and_constraints(standard):
 def test_unknown_constraint_is_an_error(standard):
     with pytest.raises(ValueError, match="max_latency"):
         recommend(standard, {"max_latancy_ms": 3})
+
+
+def test_a_feasible_cell_never_compared_is_not_called_significantly_below():
+    n = 100
+    comparison = summarise(
+        [
+            make_result("finetune_head", "tiny-llama", correctness(n, range(5)), trainable=1_000_000),
+            make_result("lora", "tiny-llama", correctness(n, range(8)), trainable=100_000),
+            make_result("prompt_tuning", "tiny-llama", correctness(n, range(10)), trainable=10_000,
+                        data_hash="old"),
+        ]
+    )  # fmt: skip
+    rec = recommend(comparison, Constraints(max_trainable_params=50_000))
+    assert (
+        rec.choice == PT
+        and rec.warning == "no cell that meets the constraints was scored on the best cell's test rows"
+    )
+    assert "significantly below" not in rec.reasons and "not compared with it" in rec.reasons
+    assert "()" not in rec.reasons

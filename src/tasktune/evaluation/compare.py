@@ -18,12 +18,15 @@ Statistics, and why:
   difference (rows resampled, both cells scored on the same resample). The p-values of all these
   comparisons are Holm-adjusted together: with eight routes, one of seven unadjusted tests at 0.05
   would come out "significant" by chance a third of the time.
+* The best cell is the highest among the cells scored on the comparison's test rows (those most cells
+  share, ties to the newest): a result left from an older test file is listed as not compared, and
+  can never be "best" over cells it cannot be paired with.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -123,7 +126,12 @@ def summarise(
     empty = [k for k in empty if k not in data]
 
     summaries.sort(key=lambda c: (-c.score(metric), c.key))
-    best = summaries[0] if summaries else None
+    best = None
+    if summaries:
+        # The best is the top cell among those scored on the comparison's test rows, never a leftover
+        # result from an older test file that outscores cells it cannot be paired with.
+        reference = _reference_rows(summaries, signatures)
+        best = next(c for c in summaries if signatures[c.key] == reference)
     if best is not None:
         summaries, more_notes = _compare_with_best(
             summaries, best, data, signatures, alpha, metric, bootstrap_samples
@@ -247,6 +255,17 @@ def _summarise_cell(
         created=max(r.info.created for r in results),
     )
     return summary, cell, signature, notes
+
+
+def _reference_rows(summaries: Sequence[CellSummary], signatures: dict[str, tuple]) -> tuple:
+    """The test rows the comparison is on: those that most cells were scored on; on a tie, those of the
+    newest result (the data as it is now)."""
+    counts = Counter(signatures[c.key] for c in summaries)
+    newest: dict[tuple, str] = {}
+    for c in summaries:
+        sig = signatures[c.key]
+        newest[sig] = max(newest.get(sig, ""), c.created)
+    return max(counts, key=lambda sig: (counts[sig], newest[sig]))
 
 
 def _seed_metrics(r: RunResult, labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

@@ -128,8 +128,10 @@ def recommend(
 
     candidates = [c for c in meeting if c.key == best.key or _not_below(c)]
     fallback = not candidates
-    # Where every feasible cell is worse than the (infeasible) best, take the most accurate feasible one.
-    choice = meeting[0] if fallback else min(candidates, key=lambda c: _cost_key(c, m))
+    # Where every feasible cell is worse than the (infeasible) best, take the most accurate feasible one
+    # that was compared with it; one scored on other test rows only where no feasible cell was compared.
+    compared = [c for c in meeting if c.comparable]
+    choice = (compared or meeting)[0] if fallback else min(candidates, key=lambda c: _cost_key(c, m))
     parts = [f"Recommended: {choice.display}, {_acc(choice, m)}."]
     parts.append(_versus_best_text(choice, best, candidates, fallback, m))
     parts.append(_constraints_text(limits, excluded, violations, eligible))
@@ -139,9 +141,13 @@ def recommend(
         parts.append(f"{n} cell{'s were' if n > 1 else ' was'} scored on other test rows and not compared.")
     parts.append(_label_budget_note(limits, eligible, protocol_label_count))
     reasons = " ".join(p for p in parts if p) + _baseline_text(baseline, m) + failed_text
-    warning = (
-        "every cell that meets the constraints is significantly below the best cell" if fallback else None
-    )
+    warning = None
+    if fallback:
+        warning = (
+            "every compared cell that meets the constraints is significantly below the best cell"
+            if choice.comparable
+            else "no cell that meets the constraints was scored on the best cell's test rows"
+        )
     return Recommendation(
         choice.key, "ok", reasons, warning=warning, candidates=tuple(c.key for c in candidates), **common
     )
@@ -273,11 +279,19 @@ def _versus_best_text(
             return text + "; every cheaper cell that meets the constraints is significantly below it."
         return text + " and the cheapest of the cells not significantly below it."
     gap = (best.score(m) - choice.score(m)) * 100
+    if fallback and not choice.comparable:
+        return (
+            f"The best cell, {best.display}, at {pct(best.score(m))} %, is ruled out by a constraint, and no "
+            f"cell that meets the constraints was scored on its test rows: this one (scored on "
+            f"{choice.split}, n={choice.n_test}) is the most accurate of them, not compared with it. Rerun "
+            f"the cells on the same test data to compare them."
+        )
     if fallback:
         return (
             f"It is {gap:.1f} points below the best cell, {best.display}, at {pct(best.score(m))} % "
             f"({_test_text(choice)}), which is ruled out by a constraint; every cell that meets the "
-            f"constraints is significantly below it, and this is the most accurate of them."
+            f"constraints and was compared with it is significantly below it, and this is the most "
+            f"accurate of them."
         )
     return (
         f"It is within {gap:.1f} points of the best cell, {best.display}, at {pct(best.score(m))} % "
