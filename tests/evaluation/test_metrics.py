@@ -56,3 +56,23 @@ def test_compute_metrics_summary():
     assert m.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
     assert m.nll == pytest.approx(-np.mean(np.log([0.9, 0.4, 0.7, 0.8])))
     assert m.from_dict(m.to_dict()) == m
+
+
+def test_macro_f1_averages_over_the_classes_that_occur():
+    """A class absent from the test set and never predicted has no F1 (0/0): a perfect classifier scores
+    1, not 2/3 (scikit-learn's default). A class predicted but absent counts, with F1 0."""
+    import numpy as np
+
+    from tasktune.evaluation.metrics import compute_metrics, macro_f1
+    from tasktune.evaluation.significance import resampled_macro_f1
+
+    y = np.array([0, 1, 0, 1])
+    assert macro_f1(y, y, 3) == 1.0
+    probs = np.eye(3)[y] * 0.8 + 0.2 / 3
+    assert compute_metrics(y, probs).macro_f1 == pytest.approx(1.0)
+    assert macro_f1(y, np.array([0, 1, 0, 2]), 3) == pytest.approx((1 + 2 / 3 + 0) / 3)
+    idx = np.array([[0, 1, 2, 3], [0, 0, 2, 2]])  # the second resample holds class 0 alone
+    np.testing.assert_allclose(resampled_macro_f1(y, y, idx, 3), [1.0, 1.0])
+    pred = np.array([0, 1, 0, 2])
+    expected = [macro_f1(y[i], pred[i], 3) for i in idx]
+    np.testing.assert_allclose(resampled_macro_f1(y, pred, idx, 3), expected)

@@ -34,8 +34,17 @@ def per_class_prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> float:
-    """Unweighted mean of the per-class F1 (every label counts, 0 where undefined)."""
-    return float(per_class_prf(confusion_matrix(y_true, y_pred, num_labels))[2].mean())
+    """Unweighted mean of the per-class F1 over the classes that occur (in the labels or the
+    predictions), as scikit-learn's default: a class absent from the test set and never predicted has
+    no F1 (0/0) and does not pull a perfect classifier down to (C-1)/C. A class predicted but absent
+    counts, with F1 0."""
+    cm = confusion_matrix(y_true, y_pred, num_labels)
+    return mean_f1_over_present(per_class_prf(cm)[2], cm)
+
+
+def mean_f1_over_present(f1: np.ndarray, cm: np.ndarray) -> float:
+    present = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    return float(f1[present].mean()) if present.any() else 0.0
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -104,7 +113,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, *, seed: int = 0) -> 
         n=len(y_true),
         accuracy=float(correct.mean()),
         accuracy_ci95=bootstrap_ci(correct, seed=seed),
-        macro_f1=float(f1.mean()),
+        macro_f1=mean_f1_over_present(f1, cm),
         ece=expected_calibration_error(y_true, probs),
         nll=float(-np.log(true_prob).mean()),
         precision=precision.round(6).tolist(),

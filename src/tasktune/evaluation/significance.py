@@ -319,9 +319,9 @@ def compare_paired(
 
 
 def resampled_macro_f1(labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_labels: int) -> np.ndarray:
-    """Macro-F1 (as compute_metrics defines it: every label counts, 0 where undefined) of ``preds``
-    on each row resample ``idx`` (S, N): (S,). In chunks of resamples, so memory stays bounded on
-    large test sets."""
+    """Macro-F1 (as compute_metrics defines it: over the classes that occur in the resample's labels or
+    predictions) of ``preds`` on each row resample ``idx`` (S, N): (S,). In chunks of resamples, so
+    memory stays bounded on large test sets."""
     chunk = max(1, 2_000_000 // max(1, idx.shape[1]))
     if idx.shape[0] > chunk:
         return np.concatenate(
@@ -338,7 +338,8 @@ def resampled_macro_f1(labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, n
     tp = np.diagonal(cm, axis1=1, axis2=2)
     denom = cm.sum(axis=1) + cm.sum(axis=2)  # predicted + actual = 2tp + fp + fn
     f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1.mean(axis=1)
+    present = (denom > 0).sum(axis=1)
+    return f1.sum(axis=1) / np.maximum(present, 1)
 
 
 def bootstrap_indices(n: int, samples: int, seed: int = 0) -> np.ndarray:
