@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tasktune.routes import get_route
 from tasktune.routes.base import FitContext
@@ -175,3 +176,27 @@ def test_encoder_label_text_is_chosen_on_the_task_metric(task, tiny_bert_dir, mo
         assert fitted.config["label_text"] == chosen, selection
         assert selection["metric"] == metric
     assert selection["test"] == "paired bootstrap of macro-F1" and selection["p_value"] < 0.1
+
+
+def test_every_candidate_is_scored_on_the_prompt_it_would_deploy(task, tiny_llama, monkeypatch):
+    """The label names (negative/positive) differ from the first label words (bad/good), and the prompt
+    shows them (the instruction's label list, the demonstrations' answers): a 'names' candidate must be
+    scored on the prompt that says negative/positive, as it would be deployed, not on the bad/good one."""
+    from tasktune.routes.prompting.route import fit_causal_prompt
+
+    assert "names" in word_sets(task)
+    generic = base_variants(task)[-1].model_copy(update={"instruction": "Answer with {{ label_list }}."})
+    ctx = FitContext(task, TRAIN, DEV, "few", 13, tiny_llama)
+    monkeypatch.setattr("tasktune.routes.prompting.search.base_variants", lambda t: [generic])
+    result = search(tiny_llama, task, TRAIN, DEV, [], demo_counts=(0, 1), select_on_train=False)
+    y = np.array([e.label for e in DEV])
+    checked = 0
+    for trial in result.trials:
+        if trial.config.calibration != "none":
+            continue
+        scorer, _ = fit_causal_prompt(ctx, trial.config)
+        probs = scorer.predict_proba(list(DEV))
+        nll = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+        assert nll == pytest.approx(trial.dev_nll, abs=1e-5), trial.config.name
+        checked += 1
+    assert checked == 2 * len(word_sets(task))  # demos 0 and 1, every word set

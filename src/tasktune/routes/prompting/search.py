@@ -146,6 +146,12 @@ def search(
     if not dev:
         raise ValueError("the prompt search needs labelled dev examples")
     sets = word_sets(task)
+    # The prompt shows each label's first word (the instruction's label list, the demonstrations'
+    # answers), so word sets that differ there render different prompts: each such group gets its own
+    # forward, so every candidate is scored on exactly the prompt it would deploy.
+    renders: dict[tuple[str, ...], dict[str, list[tuple[str, ...]]]] = {}
+    for set_name, ws in sets.items():
+        renders.setdefault(tuple(w[0] for w in ws), {})[set_name] = ws
     union = [tuple(dict.fromkeys(w for ws in sets.values() for w in ws[c])) for c in range(task.num_labels)]
     has_chat = bool(getattr(backbone.tokenizer, "chat_template", None))
     pool_min = min(sum(1 for e in train if e.label == c) for c in range(task.num_labels)) if train else 0
@@ -159,10 +165,13 @@ def search(
     place = {id(e): i for i, e in enumerate(selection)}
     trials: list[Trial] = []
     skipped: list[str] = []
-    for variant, chat, demos in itertools.product(
-        base_variants(task), (True, False) if has_chat else (False,), demo_counts
+    for variant, chat, demos, group in itertools.product(
+        base_variants(task), (True, False) if has_chat else (False,), demo_counts, renders.values()
     ):
         config = variant.model_copy(update={"chat": chat, "demos_per_class": demos, "seed": seed})
+        # Rendered with this group's words (its first words are what the prompt shows); scored on them all.
+        shown_words = dict(zip(task.label_names, next(iter(group.values())), strict=True))
+        config = config.model_copy(update={"label_words": shown_words}) if len(renders) > 1 else config
         selector = DemoSelector(train, task.num_labels, demos, seed=seed) if demos else None
         scorer = CausalPromptScorer(backbone, task, config, selector, words=union)
         if progress:
@@ -178,7 +187,7 @@ def search(
             log.info("prompt search: skipping %s chat=%s demos=%d: %s", config.name, chat, demos, err)
             skipped.append(f"{config.name} chat={chat} demos={demos}: {err}")
             continue
-        for set_name, ws in sets.items():
+        for set_name, ws in group.items():
             groups = []
             start = 0
             for c in range(task.num_labels):
