@@ -303,3 +303,20 @@ def test_weight_average_without_dev_is_the_result():
         train(model, train_ex, [], TrainConfig(max_steps=5, lr=0.1, ema_decay=ema), CPU, progress=False)
         got.append(tensors_of(model))
     assert not torch.allclose(got[0]["head.weight"], got[1]["head.weight"])
+
+
+def test_the_trainable_comes_back_in_eval_mode():
+    """What follows training evaluates (e.g. WiSE-FT's interpolated dev score): dropout must be off."""
+    train_ex, dev_ex, table = _data()
+    for dev in (dev_ex, []):
+        model = LinearTrainable(table, dropout=0.5)
+        train(model, train_ex, dev, TrainConfig(max_steps=3, eval_every=1, lr=0.1), CPU, progress=False)
+        assert model.training is False
+
+
+def test_a_run_that_reaches_its_last_step_did_not_stop_early():
+    train_ex, dev_ex, table = _data()
+    model = LinearTrainable(table, scripted_metrics=[0.9, 0.5])
+    config = TrainConfig(max_steps=4, eval_every=2, early_stopping_patience=1, metric="scripted", lr=0.1)
+    result = train(model, train_ex, dev_ex, config, CPU, progress=False)
+    assert (result.final_step, result.stopped, result.best_step) == (4, "max_steps", 2)

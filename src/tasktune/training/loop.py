@@ -71,7 +71,8 @@ def train(
     backend: Backend | None = None,
     setup: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``trainable``'s parameters; on return they hold the best (by the dev metric) tensors.
+    """Train ``trainable``'s parameters; on return they hold the best (by the dev metric) tensors, and
+    the trainable is in eval mode (``train_mode(False)``: what follows evaluates or predicts).
 
     ``output_dir`` receives ``checkpoints/step-N/`` every ``config.checkpoint_every`` steps and at the
     end, and ``best/`` at the end. ``resume=True`` continues from the latest checkpoint there (or starts
@@ -256,7 +257,12 @@ def train(
             if has_dev and config.eval_every is not None and state.step % config.eval_every == 0:
                 evaluate(lr)
                 patience = config.early_stopping_patience
-                if patience is not None and state.evals_without_improvement >= patience:
+                # At the last step the run ends anyway: it ran its full length, it did not stop early.
+                if (
+                    patience is not None
+                    and state.evals_without_improvement >= patience
+                    and state.step < total_steps
+                ):
                     state.finished = stop_reason = "early_stopping"
             tick()
             due = config.checkpoint_every is not None and state.step % config.checkpoint_every == 0
@@ -292,6 +298,7 @@ def train(
     with torch.no_grad():
         for name, p in named:
             p.copy_(best_tensors[name])
+    trainable.train_mode(False)  # no dropout in whatever evaluates the result next
     if output_dir is not None and backend.is_main_process:
         write_best(Path(output_dir) / BEST, state, best_tensors, config)
     backend.barrier()  # on return, every rank finds the end checkpoint and best/ on disk
