@@ -97,7 +97,9 @@ def candidate_version(
     results: list[RunResult], route: str, backbone: str | None, protocol: str
 ) -> int | None:
     """The registry version to alias ``candidate`` for a recommended (route, backbone, protocol) cell:
-    of its seeds, the one with the best *dev* score (never chosen on test), else the first seed."""
+    of its seeds, the one with the best *dev* score of the weights it stored (never chosen on test),
+    else the first seed. After WiSE-FT the stored weights are the interpolated ones, so their dev score
+    (``interpolated_dev``) counts, not the best training step's."""
 
     cell = [
         r
@@ -108,7 +110,7 @@ def candidate_version(
         return None
 
     def dev_score(r: RunResult) -> float:  # on the dev metric the seed's training selected by
-        dev = r.info.route_config.get("best_dev") or {}
+        dev = r.info.route_config.get("interpolated_dev") or r.info.route_config.get("best_dev") or {}
         metric = r.info.route_config.get("selected_on") or "accuracy"
         return float(dev.get(metric, dev.get("accuracy", float("-inf"))))
 
