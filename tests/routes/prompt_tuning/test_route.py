@@ -132,3 +132,23 @@ def test_a_head_readout_is_refused_on_a_causal_lm(llama):
         ctx = FitContext(TASK, TRAIN, DEV, "few", 13, llama, options={"readout": "head"})
         with pytest.raises(TaskTuneError, match="label word"):
             get_route(route).fit(ctx)
+
+
+def test_ensemble_members_select_on_the_dev_sample_the_ensemble_is_scored_on(llama, monkeypatch):
+    """With more dev examples than dev_limit, members drew a sample each: their best_dev, the members'
+    and the ensemble's dev accuracy came from three different dev sets."""
+    from tasktune.routes.trained import dev_sample
+
+    seen = []
+    real_train = pt_route.train
+
+    def recording(trainable, train_examples, dev_examples, *args, **kwargs):
+        seen.append(tuple(e.row for e in dev_examples))
+        return real_train(trainable, train_examples, dev_examples, *args, **kwargs)
+
+    monkeypatch.setattr(pt_route, "train", recording)
+    dev = tuple(Example(f"dev text {i}", i % 2, row=200 + i) for i in range(12))
+    ctx = FitContext(TASK, TRAIN, dev, "full", 13, llama, options={"train.dev_limit": 3})
+    get_route("prompt_ensemble").fit(ctx)
+    assert len(seen) == 3 and len(set(seen)) == 1
+    assert seen[0] == tuple(e.row for e in dev_sample(dev, 3, 13))

@@ -31,7 +31,16 @@ CALIBRATION_TEXTS = 128  # unlabelled training texts for the starting calibratio
 ENSEMBLE_FILE = "ensemble.json"
 
 
-def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *, progress: bool = False):
+def fit_soft_prompt(
+    ctx: FitContext,
+    options: PromptTuningOptions,
+    seed: int,
+    *,
+    progress: bool = False,
+    dev_seed: int | None = None,
+):
+    """Train one soft prompt with ``seed``; it selects on the dev sample drawn with ``dev_seed`` (default
+    ``seed``): an ensemble's members share one, so their dev scores and the ensemble's are comparable."""
     if ctx.protocol == "zero" or not ctx.train:
         raise TaskTuneError("prompt tuning trains on labelled examples: use the few or full protocol")
     b = ctx.backbone
@@ -48,7 +57,7 @@ def fit_soft_prompt(ctx: FitContext, options: PromptTuningOptions, seed: int, *,
     config, resume = checkpointed(
         for_task(options.train, ctx.task.metric).model_copy(update={"seed": seed}), ctx.work_dir, options
     )
-    dev = dev_sample(ctx.dev, options.train.dev_limit, seed)
+    dev = dev_sample(ctx.dev, options.train.dev_limit, seed if dev_seed is None else dev_seed)
     result = train(trainable, ctx.train, dev, config, b.device, progress=progress, **resume)
     trainable.train_mode(False)
     return trainable, result
@@ -166,7 +175,7 @@ class PromptEnsembleRoute:
         for m in range(self.members):
             # Each member checkpoints in a folder of its own: a killed ensemble resumes at its member.
             member_ctx = replace(ctx, work_dir=ctx.work_dir / f"member-{m}" if ctx.work_dir else None)
-            trainable, result = fit_soft_prompt(member_ctx, options, ctx.seed * 1000 + m)
+            trainable, result = fit_soft_prompt(member_ctx, options, ctx.seed * 1000 + m, dev_seed=ctx.seed)
             trained.append(trainable)
             summaries.append({"seed": ctx.seed * 1000 + m, "best_dev": result.best_metrics})
         ensemble = EnsembleScorer(trained)
