@@ -84,3 +84,22 @@ def test_one_setting_written_two_ways_is_one_setting_and_a_default_is_none():
         assert effective(chosen, defaults, {"train.lr": written, "lora.r": defaults.lora.r}) == {
             "train.lr": 0.0001
         }
+
+
+def test_a_changed_run_length_keeps_the_defaults_number_of_evaluations():
+    """Full-data fine-tuning on 60,000 examples evaluates every 1/8 of the run; max_steps=100 keeps
+    eight evaluations (every 12 steps), not one every 234 steps that a 100-step run never reaches."""
+    from tasktune.routes import get_route
+
+    route = get_route("finetune_head")
+    defaults = route.options("full", 13, 60_000, "encoder", {})
+    assert defaults.train.total_steps(60_000) // defaults.train.eval_every == 8
+    short = route.options("full", 13, 60_000, "encoder", {"train.max_steps": 100})
+    assert short.train.eval_every == 12
+    accumulated = route.options("full", 13, 60_000, "encoder", {"train.grad_accum_steps": 4})
+    assert accumulated.train.total_steps(60_000) / accumulated.train.eval_every == pytest.approx(8, abs=0.1)
+    named = route.options("full", 13, 60_000, "encoder", {"train.max_steps": 100, "train.eval_every": 50})
+    assert named.train.eval_every == 50  # the user's own interval is kept
+    assert route.options("full", 13, 60_000, "encoder", {"train.lr": 1e-5}).train.eval_every == (
+        defaults.train.eval_every
+    )

@@ -45,10 +45,34 @@ def flatten(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def apply_overrides(defaults: M, overrides: Mapping[str, Any], where: str) -> M:
-    """``defaults`` with the named fields replaced, validated; ``where`` names the route in errors."""
+# The run's length in steps: a user who changes it without naming eval_every keeps the defaults' number
+# of dev evaluations per run, not their interval (max_steps=100 would otherwise never reach an
+# evaluation every 234 steps, and grad_accum_steps=4 would leave early stopping too few to count).
+RUN_LENGTH = ("train.batch_size", "train.grad_accum_steps", "train.epochs", "train.max_steps")
+
+
+def apply_overrides(defaults: M, overrides: Mapping[str, Any], where: str, n_train: int | None = None) -> M:
+    """``defaults`` with the named fields replaced, validated; ``where`` names the route in errors.
+    ``n_train`` (the training examples) lets a changed run length keep the defaults' evaluation count."""
     if not overrides:
         return defaults
+    chosen = _apply(defaults, overrides, where)
+    flat = flatten(overrides)
+    if n_train and any(k in flat for k in RUN_LENGTH) and "train.eval_every" not in flat:
+        chosen = _keep_evaluation_count(defaults, chosen, n_train)
+    return chosen
+
+
+def _keep_evaluation_count(defaults: M, chosen: M, n_train: int) -> M:
+    before, after = getattr(defaults, "train", None), getattr(chosen, "train", None)
+    if before is None or after is None or before.eval_every is None or after.eval_every is None:
+        return chosen
+    evaluations = before.total_steps(n_train) / before.eval_every
+    every = max(1, round(after.total_steps(n_train) / evaluations))
+    return chosen.model_copy(update={"train": after.model_copy(update={"eval_every": every})})
+
+
+def _apply(defaults: M, overrides: Mapping[str, Any], where: str) -> M:
     data = defaults.model_dump(mode="json")
     flat = flatten(overrides)
     for key, why in NOT_SETTINGS.items():

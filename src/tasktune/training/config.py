@@ -7,6 +7,7 @@ are checked here too, so that a run never fails an hour in for a typo in its con
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -96,6 +97,12 @@ class TrainConfig(BaseModel):
                 "(early stopping counts periodic dev evaluations)"
             )
         return self
+
+    def total_steps(self, n_train: int) -> int:
+        """Optimizer steps of a run over ``n_train`` examples (a partial last step per epoch counts)."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return self.epochs * math.ceil(n_train / (self.batch_size * self.grad_accum_steps))
 
     def warmup_for(self, total_steps: int) -> int:
         """Warmup length in optimizer steps for a run of ``total_steps``."""

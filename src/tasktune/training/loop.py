@@ -95,8 +95,7 @@ def train(
 
     n = len(train_examples)
     examples_per_step = config.batch_size * config.grad_accum_steps
-    steps_per_epoch = math.ceil(n / examples_per_step)
-    total_steps = config.max_steps if config.max_steps is not None else config.epochs * steps_per_epoch
+    total_steps = config.total_steps(n)
     warmup = config.warmup_for(total_steps)
     if warmup >= total_steps:
         raise TrainingError(f"warmup of {warmup} steps is not shorter than the run ({total_steps} steps)")

@@ -83,7 +83,7 @@ class FinetuneRoute:
         if self.adapter == "lora" and kind != "causal":
             objective = "head"
         defaults = default_options(protocol, objective, self.adapter, kind, seed, n_train)
-        options = apply_overrides(defaults, overrides, self.name)
+        options = apply_overrides(defaults, overrides, self.name, n_train=n_train)
         if (options.objective, options.adapter) != (defaults.objective, defaults.adapter):
             raise TaskTuneError(
                 f"{self.name}: objective and adapter are what this route is; choose the route instead "

@@ -105,7 +105,7 @@ class PromptTuningRoute:
         flat = flatten(overrides)
         from_prompt = flat.get("init", "prompt") == "prompt"
         defaults = default_options(protocol, self.depth, seed, n_train, kind, from_prompt=from_prompt)
-        options = apply_overrides(defaults, overrides, self.name)
+        options = apply_overrides(defaults, overrides, self.name, n_train=n_train)
         if options.depth != self.depth:
             raise TaskTuneError(f"{self.name}: depth is what this route is; choose the route instead")
         if options.readout != "similarity" and kind == "causal":
@@ -224,7 +224,7 @@ class PromptEnsembleRoute:
         # label-word start's recipe (lr 3e-2).
         from_prompt = flatten(overrides).get("init", "prompt") == "prompt"
         defaults = default_options(protocol, "shallow", seed, n_train, from_prompt=from_prompt)
-        options = apply_overrides(defaults, overrides, self.name)
+        options = apply_overrides(defaults, overrides, self.name, n_train=n_train)
         if options.depth != "shallow":
             raise TaskTuneError(f"{self.name}: members are shallow prompts (got depth {options.depth!r})")
         if options.readout != "similarity":
