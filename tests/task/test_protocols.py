@@ -63,3 +63,23 @@ def test_reduced_runs_never_share_a_cell_with_full_ones():
 
     assert cell_name("lora", "m", "full", 13) != cell_name("lora", "m", "full", 13, train_limit=800)
     assert cell_name("lora", "m", "few", 13, train_limit=800) == cell_name("lora", "m", "few", 13)
+
+
+def test_few_shot_never_puts_one_text_in_both_train_and_dev(task_dir):
+    """A text repeated in the split (SST-2 has 371) must not land in train and dev: it would inflate the
+    dev score that selects checkpoints. Each text is drawn once; the split stays seeded."""
+    from tests.conftest import make_rows
+
+    rows = make_rows(30, labels=("negative",)) + make_rows(12, labels=("positive",))
+    write_jsonl(task_dir / "train.jsonl", rows + [{"text": "the same review", "label": "positive"}] * 30)
+    spec = load_task(task_dir / "task.yaml")
+    split = load_split(spec, "train")
+    for seed in FEW_SHOT_SEEDS:
+        ps = few_shot(split, spec.label_names, k=4, seed=seed)
+        texts = [e.text for e in (*ps.train, *ps.dev)]
+        assert len(texts) == len(set(texts)) == 16
+        again = few_shot(split, spec.label_names, k=4, seed=seed)
+        assert [e.row for e in again.train] == [e.row for e in ps.train]
+    # 42 positive rows pass the count check for K=7, but only 13 of them are distinct texts.
+    with pytest.raises(DataError, match=r"'positive' has 13 distinct texts"):
+        few_shot(split, spec.label_names, k=7, seed=13)

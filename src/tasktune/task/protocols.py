@@ -56,15 +56,33 @@ def check_few_shot(split: Split, label_names: list[str], k: int = DEFAULT_K) -> 
 def few_shot(split: Split, label_names: list[str], *, k: int = DEFAULT_K, seed: int = 13) -> ProtocolSplits:
     check_few_shot(split, label_names, k)
     rng = np.random.default_rng(seed)
+    ex = split.examples
     train_idx, dev_idx = [], []
-    for idx in _by_class(split, len(label_names)):
-        chosen = rng.permutation(idx)[: 2 * k]
-        train_idx.append(chosen[:k])
-        dev_idx.append(chosen[k:])
+    seen: set[tuple[str, str | None]] = set()
+    for c, idx in enumerate(_by_class(split, len(label_names))):
+        # The first 2K texts of the seeded order not drawn already: a text repeated in the split must
+        # not be in both train and dev (it would inflate the dev score that selects the checkpoint).
+        # Without repeats this is the first 2K, as it always was.
+        chosen = []
+        for i in rng.permutation(idx):
+            text = (ex[i].text, ex[i].text_pair)
+            if text not in seen:
+                seen.add(text)
+                chosen.append(i)
+                if len(chosen) == 2 * k:
+                    break
+        if len(chosen) < 2 * k:
+            raise DataError(
+                f"class too small for the few-shot protocol with K={k}: {label_names[c]!r} has "
+                f"{len(chosen)} distinct texts",
+                source=split.source,
+                expected=f"at least {2 * k} distinct texts per class ({k} to train + {k} for dev)",
+            )
+        train_idx.append(np.array(chosen[:k], dtype=np.int64))
+        dev_idx.append(np.array(chosen[k:], dtype=np.int64))
     # Shuffle so that training batches mix classes; a fixed seed keeps the order reproducible.
     tr = rng.permutation(np.concatenate(train_idx))
     dv = rng.permutation(np.concatenate(dev_idx))
-    ex = split.examples
     return ProtocolSplits("few", seed, tuple(ex[i] for i in tr), tuple(ex[i] for i in dv), k=k)
 
 
