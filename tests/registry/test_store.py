@@ -201,3 +201,59 @@ def test_an_unusable_database_url_is_one_message_without_the_password(tmp_path, 
     with pytest.raises(RegistryError, match=r"\$TASKTUNE_REGISTRY_URL \(nosuchdialect://user:\*\*\*@") as err:
         Registry(tmp_path / "reg")
     assert "s3cret" not in str(err.value)
+
+
+def test_an_import_keeps_lineage_only_to_the_very_parent(registry: Registry, tmp_path):
+    """Version numbers belong to the registry that made them: an unrelated local v1 must not become the
+    imported version's parent."""
+    save_soft_prompt(registry)
+    save_soft_prompt(registry, parent=1, tokens=5)
+    archive = registry.export("sentiment", 2, tmp_path / "sp.tar.gz")
+    other = Registry(tmp_path / "other")
+    save_soft_prompt(other, tokens=7)  # an unrelated v1
+    assert other.import_archive(archive) == ("sentiment", 2)
+    assert other.load("sentiment", 2).manifest.parent is None
+    assert registry.import_archive(archive) == ("sentiment", 3)
+    assert registry.load("sentiment", 3).manifest.parent == 1  # the same registry: its real parent
+
+
+def _rewritten(archive, out, change_manifest=None, files=None):
+    """A hand-made archive: ``archive``'s members with some replaced, the manifest's hashes made to match."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+
+    with tarfile.open(archive, "r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    members.update(files or {})
+    manifest = json.loads(members.pop("manifest.json"))
+    manifest["files"] = {
+        n: {"sha256": hashlib.sha256(b).hexdigest(), "bytes": len(b)} for n, b in sorted(members.items())
+    }
+    (change_manifest or (lambda m: None))(manifest)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with tarfile.open(out, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+def test_an_import_is_held_to_the_rules_save_enforces(registry: Registry, tmp_path):
+    from tasktune.registry import IntegrityError
+
+    save_soft_prompt(registry)
+    archive = registry.export("sentiment", 1, tmp_path / "sp.tar.gz")
+    other = Registry(tmp_path / "other")
+    no_backbone = _rewritten(archive, tmp_path / "a.tar.gz", lambda m: m.update(backbone=None))
+    with pytest.raises(RegistryError, match="must record its backbone identity"):
+        other.import_archive(no_backbone)  # it would pass every backbone check at load
+    bad_json = _rewritten(archive, tmp_path / "b.tar.gz", files={"notes.json": b"{not json"})
+    with pytest.raises(IntegrityError, match=r"notes\.json is not valid JSON"):
+        other.import_archive(bad_json)
+    wrong_width = _rewritten(archive, tmp_path / "c.tar.gz", lambda m: m["backbone"].update(hidden_size=64))
+    with pytest.raises(RegistryError, match="hidden"):
+        other.import_archive(wrong_width)  # 32-wide embeddings recorded for a 64-wide backbone
+    assert other.list() == []

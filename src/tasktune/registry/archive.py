@@ -15,9 +15,10 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tasktune.registry.artifact import check_contents
 from tasktune.registry.errors import IntegrityError, RegistryError, UnsafeNameError
 from tasktune.registry.files import TempFolder, check_safetensors_header, sha256_file, verify_file
-from tasktune.registry.manifest import parse_manifest
+from tasktune.registry.manifest import Manifest, parse_manifest
 from tasktune.registry.names import MANIFEST_NAME, check_file_name
 
 if TYPE_CHECKING:
@@ -104,17 +105,37 @@ def import_archive(registry: Registry, archive: Path) -> tuple[str, int]:
                     raise IntegrityError(f"{archive}: {name}: sha256 differs from manifest, nothing imported")
                 if name.endswith(".safetensors"):
                     check_safetensors_header(tmp.path / name, size)
+            _check_contents(manifest, tmp.path, archive)
             if manifest.parent is not None:
-                # Version numbers belong to the registry that made them; keep lineage only if
-                # the parent exists here, otherwise the import would be refused as dangling.
-                exists = manifest.parent in {i.version for i in registry.list(manifest.task)}
-                if not exists:
-                    manifest = manifest.model_copy(update={"parent": None})
+                # Version numbers belong to the registry that made them: keep the lineage only where
+                # the version of that number here is the very parent (its manifest hash), else an
+                # unrelated local version would become the import's ancestor.
+                here = registry._manifest_sha256(manifest.task, manifest.parent)
+                if manifest.parent_sha256 is None or here != manifest.parent_sha256:
+                    manifest = manifest.model_copy(update={"parent": None, "parent_sha256": None})
                     manifest_bytes = manifest.to_json_bytes()
             version = registry._commit(tmp, manifest, manifest_bytes)
         finally:
             tmp.close()
     return manifest.task, version
+
+
+def _check_contents(manifest: Manifest, folder: Path, archive: Path) -> None:
+    """The rules ``save`` enforces, on the verified files: JSON that parses, tensors as the kind needs."""
+    import json
+
+    from safetensors.torch import load_file
+
+    tensors, json_files = {}, {}
+    for name in manifest.files:
+        if name.endswith(".safetensors"):
+            tensors.update(load_file(str(folder / name)))
+            continue
+        try:
+            json_files[name] = json.loads((folder / name).read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise IntegrityError(f"{archive}: {name} is not valid JSON ({err}); nothing imported") from None
+    check_contents(manifest.kind, tensors, json_files, manifest.backbone_identity, f"{archive}")
 
 
 def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:

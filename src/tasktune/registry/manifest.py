@@ -34,7 +34,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tasktune.backbones.identity import BackboneIdentity
 from tasktune.registry.errors import IntegrityError, RegistryError
@@ -71,6 +79,9 @@ class Manifest(_Strict):
     git_revision: str | None = None
     created: str
     parent: int | None = Field(default=None, ge=1)
+    # The parent's manifest sha256: version numbers belong to the registry that made them, so an import
+    # keeps ``parent`` only where the version of that number here is this very parent.
+    parent_sha256: str | None = None
     run_id: str | None = None
     files: dict[str, FileEntry]
 
@@ -96,6 +107,14 @@ class Manifest(_Strict):
             if name == MANIFEST_NAME:
                 raise ValueError(f"{MANIFEST_NAME!r} cannot list itself")
         return v
+
+    @model_validator(mode="after")
+    def _backbone_for_tensors(self) -> Manifest:
+        # Text prompts work on any backbone; tensors are only meaningful on the one they were made on,
+        # and a manifest without it would slip past every backbone check at load.
+        if self.kind != "prompt" and self.backbone is None:
+            raise ValueError(f"a {self.kind} artifact must record its backbone identity")
+        return self
 
     @property
     def backbone_identity(self) -> BackboneIdentity | None:

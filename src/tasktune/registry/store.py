@@ -119,6 +119,7 @@ class Registry:
                 raise RegistryError(f"{where}: JSON file {name!r} must end in .json, not be {MANIFEST_NAME}")
         check_contents(kind, tensors, json_files, backbone, where)
         payload = {name: json_safe(value, f"{where}, {name}") for name, value in json_files.items()}
+        parent_sha256 = self._manifest_sha256(task, parent) if parent is not None else None
         tmp = TempFolder(self.tmp_dir, task)
         try:
             if tensors:
@@ -147,12 +148,20 @@ class Registry:
                 git_revision=git_revision(),
                 created=utc_now(),
                 parent=parent,
+                parent_sha256=parent_sha256,
                 run_id=run_id,
                 files=files,
             )
             return self._commit(tmp, manifest, manifest.to_json_bytes())
         finally:
             tmp.close()
+
+    def _manifest_sha256(self, task: str, version: int) -> str | None:
+        """A version's manifest hash, None where it does not exist (the commit then refuses the parent)."""
+        try:
+            return self.show(task, version).manifest_sha256
+        except RegistryError:
+            return None
 
     def _commit(self, tmp: TempFolder, manifest: Manifest, manifest_bytes: bytes) -> int:
         """Finish a fully written temp folder: manifest, fsync, allocate, rename, insert — R5."""
