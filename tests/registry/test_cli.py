@@ -107,3 +107,32 @@ def test_user_mistakes_raise_registry_errors(four_kinds, tmp_path, monkeypatch):
     monkeypatch.setenv("TASKTUNE_REGISTRY", str(four_kinds))
     unknown = invoke("show", "reviews", "9")
     assert isinstance(unknown.exception, RegistryError) and "no version 9" in str(unknown.exception)
+
+
+def test_a_misspelt_task_is_an_error_not_ok(four_kinds):
+    """`registry verify TYPO` printed 'ok: 0 version(s) verified' with exit 0: a deploy gate passed."""
+    for command in (("verify", "reveiws"), ("list", "reveiws"), ("alias", "reveiws")):
+        result = invoke(*command, "--registry", str(four_kinds))
+        assert isinstance(result.exception, RegistryError), command
+        assert "no task 'reveiws'" in str(result.exception) and "tasks: reviews" in str(result.exception)
+
+
+def test_export_into_a_folder_or_nowhere(four_kinds, tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    assert invoke("export", "reviews", "2", str(folder), "--registry", str(four_kinds)).exit_code == 0
+    assert (folder / "reviews-v2.tar.gz").is_file()
+    gone = invoke("export", "reviews", "2", str(tmp_path / "no" / "x.tar.gz"), "--registry", str(four_kinds))
+    assert isinstance(gone.exception, RegistryError) and "does not exist" in str(gone.exception)
+
+
+def test_read_commands_work_on_a_registry_whose_database_is_elsewhere(tmp_path, monkeypatch):
+    """With $TASKTUNE_REGISTRY_URL (e.g. a shared PostgreSQL) there is no <root>/registry.db."""
+    monkeypatch.setenv("TASKTUNE_REGISTRY_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    with Registry(tmp_path / "reg") as reg:
+        save_prompt(reg, "reviews")
+    assert not (tmp_path / "reg" / "registry.db").exists()
+    result = invoke("list", "--registry", str(tmp_path / "reg"))
+    assert result.exit_code == 0 and "reviews" in result.output
+    missing = invoke("list", "--registry", str(tmp_path / "typo"))
+    assert isinstance(missing.exception, RegistryError) and "no registry at" in str(missing.exception)

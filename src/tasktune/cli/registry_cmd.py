@@ -3,6 +3,7 @@ adaptation registry. Thin: each command opens the registry, calls one library me
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from tasktune.cli.console import console
 from tasktune.registry import Registry, RegistryError, VersionInfo
-from tasktune.registry.store import DEFAULT_ROOT
+from tasktune.registry.store import DEFAULT_ROOT, URL_ENV
 
 app = typer.Typer(
     help="Versioned adaptations: list, show sizes and lineage, diff, alias, export/import, verify, gc.",
@@ -23,10 +24,21 @@ REGISTRY_OPTION = typer.Option(
 
 
 def _open(path: Path, create: bool = False) -> Registry:
-    # Read commands must not conjure an empty registry out of a typo.
-    if not create and not (path / "registry.db").is_file():
+    # Read commands must not conjure an empty registry out of a typo. With $TASKTUNE_REGISTRY_URL the
+    # database is elsewhere (e.g. a shared PostgreSQL) and the folder holds only the artifact files.
+    exists = (path / "registry.db").is_file() or (
+        bool(os.environ.get(URL_ENV)) and (path / "artifacts").is_dir()
+    )
+    if not create and not exists:
         raise RegistryError(f"no registry at {path} (expected {path / 'registry.db'}; set --registry)")
     return Registry(path)
+
+
+def _known(reg: Registry, task: str | None) -> None:
+    """A task named on the command line must have versions: a typo must not read as 'ok, 0 versions'."""
+    if task is not None and not reg.list(task):
+        tasks = sorted({i.task for i in reg.list()})
+        raise RegistryError(f"no task {task!r} in {reg.root} (tasks: {', '.join(tasks) or 'none yet'})")
 
 
 def human_bytes(n: int) -> str:
@@ -58,6 +70,7 @@ def _metrics_summary(info: VersionInfo, limit: int = 3) -> str:
 def list_versions(task: str | None = typer.Argument(None), registry: Path = REGISTRY_OPTION) -> None:
     """Every version per task: kind, route, bytes, aliases."""
     with _open(registry) as reg:
+        _known(reg, task)
         infos = reg.list(task)
     table = Table(title=f"registry {registry}", title_justify="left")
     for col in ("task", "version", "kind", "route", "bytes", "created", "parent", "aliases"):
@@ -176,6 +189,7 @@ def alias(
 ) -> None:
     """Set (TASK NAME REF), delete (TASK NAME --delete) or list (TASK) aliases."""
     with _open(registry) as reg:
+        _known(reg, task)
         if name is None:
             for alias_name, version in reg.aliases(task).items():
                 console.print(f"{alias_name} → v{version}")
@@ -208,6 +222,7 @@ def import_cmd(archive: Path, registry: Path = REGISTRY_OPTION) -> None:
 def verify(task: str | None = typer.Argument(None), registry: Path = REGISTRY_OPTION) -> None:
     """Re-hash every file and check the layout; fails listing each problem."""
     with _open(registry) as reg:
+        _known(reg, task)
         problems = reg.verify(task)
         count = len(reg.list(task))
     if problems:

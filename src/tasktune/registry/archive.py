@@ -31,12 +31,17 @@ _CHUNK = 1 << 22
 
 def export_archive(registry: Registry, task: str, ref: int | str, out_file: Path) -> Path:
     """Verify the version, then write it as one ``.tar.gz`` (deterministic member order and
-    metadata); the archive appears atomically at ``out_file``."""
+    metadata); the archive appears atomically at ``out_file`` (in it as ``<task>-v<N>.tar.gz`` when
+    it is a folder)."""
     info = registry.show(task, ref)
     folder, manifest = registry.check_version(info)
     for name, entry in manifest.files.items():
         verify_file(folder / name, entry.sha256, entry.bytes)
     out_file = out_file.absolute()
+    if out_file.is_dir():
+        out_file = out_file / f"{info.task}-v{info.version}.tar.gz"
+    if not out_file.parent.is_dir():
+        raise RegistryError(f"cannot export to {out_file}: folder {out_file.parent} does not exist")
     tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
     try:
         with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
@@ -47,6 +52,8 @@ def export_archive(registry: Registry, task: str, ref: int | str, out_file: Path
                 with (folder / name).open("rb") as fh:
                     tar.addfile(member, fh)
         os.replace(tmp, out_file)
+    except OSError as err:  # no space, no permission, a folder in the way
+        raise RegistryError(f"cannot export to {out_file}: {err.strerror or err}") from err
     finally:
         tmp.unlink(missing_ok=True)
     return out_file
