@@ -2,17 +2,22 @@
 
 The GGUF route (``gguf_file=``) dequantises 272 tensors on every load (~20 s for SmolLM2); doing
 it once and caching the float32 result as safetensors makes later loads take well under a second.
-The cache folder is named after the source file's hash and written atomically (temporary folder,
-then rename), so an interrupted conversion never leaves a half folder that looks complete.
+The cache folder is named after the backbone and the source file's size, and records the source's
+sha256: a cache is reused only for the very file it was made from (a re-quantised GGUF of the same size
+is converted again). It is written atomically (temporary folder, then rename) under a file lock, so an
+interrupted conversion never leaves a half folder that looks complete and two processes starting at
+once convert it once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tasktune.backbones.catalog import EmbeddedBackbone
@@ -29,6 +34,17 @@ def _cache_folder(backbone: EmbeddedBackbone, source: Path) -> Path:
     return cache_dir() / "backbones" / f"{backbone.name}-{st.st_size}"
 
 
+def _source_meta(backbone: EmbeddedBackbone, source: Path, sha256: str | None = None) -> dict:
+    st = source.stat()
+    return {
+        "backbone": backbone.name,
+        "source": str(source),
+        "source_size": st.st_size,
+        "source_mtime_ns": st.st_mtime_ns,
+        "source_sha256": sha256 or file_sha256(source),
+    }
+
+
 def cached_folder(backbone: EmbeddedBackbone) -> Path | None:
     """The ready folder for ``backbone``, or None if it still needs :func:`prepare`."""
     if backbone.gguf_file is None:
@@ -42,8 +58,18 @@ def cached_folder(backbone: EmbeddedBackbone) -> Path | None:
         meta = json.loads(marker.read_text())
     except ValueError:
         return None
-    if meta.get("source_size") != source.stat().st_size:
+    st = source.stat()
+    if meta.get("source_size") != st.st_size:
         return None
+    if meta.get("source_mtime_ns") == st.st_mtime_ns and meta.get("source") == str(source):
+        return folder  # the same file, untouched since (hashing 100 MB on every load would cost ~0.3 s)
+    # Touched, moved or reinstalled: the content decides, and an unchanged file is remembered as such.
+    digest = file_sha256(source)
+    if digest != meta.get("source_sha256"):
+        log.info("%s: %s changed since it was converted; converting again", backbone.name, source)
+        return None
+    with contextlib.suppress(OSError):  # a read-only cache still works, it just hashes again next time
+        _write_json_atomically(marker, _source_meta(backbone, source, digest))
     return folder
 
 
@@ -56,7 +82,29 @@ def prepare(backbone: EmbeddedBackbone, *, force: bool = False) -> Path:
         return existing
     source = backbone.source_path()
     target = _cache_folder(backbone, source)
-    log.info("converting %s once from GGUF to a cached safetensors folder %s", backbone.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.parent / f".{target.name}.lock"):
+        # Another process may have converted it while this one waited for the lock.
+        existing = cached_folder(backbone)
+        if existing is not None and not force:
+            return existing
+        log.info("converting %s once from GGUF to a cached safetensors folder %s", backbone.name, target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{backbone.name}-", dir=target.parent))
+        try:
+            _convert(source, tmp)
+            (tmp / SOURCE_FILE).write_text(json.dumps(_source_meta(backbone, source), indent=2))
+            for f in tmp.iterdir():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            _swap_in(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
+
+
+def _convert(source: Path, out: Path) -> None:
+    """Dequantise the GGUF at ``source`` and save model and tokenizer as a plain folder in ``out``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,26 +125,39 @@ def prepare(backbone: EmbeddedBackbone, *, force: bool = False) -> Path:
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(model.state_dict(), assign=True)
     plain.tie_weights()
+    plain.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{backbone.name}-", dir=target.parent))
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    """Put ``tmp`` at ``target``. An old folder (``--force``, or a stale cache) is renamed away first
+    and removed after, so the window in which ``target`` is missing is two renames, not a whole rmtree."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (POSIX ``flock``; without it, no lock)."""
     try:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        meta = {
-            "backbone": backbone.name,
-            "source": str(source),
-            "source_size": source.stat().st_size,
-            "source_sha256": file_sha256(source),
-        }
-        (tmp / SOURCE_FILE).write_text(json.dumps(meta, indent=2))
-        for f in tmp.iterdir():
-            with f.open("rb") as fh:
-                os.fsync(fh.fileno())
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: conversions may then run twice, still atomically
+        yield
+        return
+    with path.open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
