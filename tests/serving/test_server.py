@@ -8,10 +8,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tasktune.serving.app import create_app
+from tasktune.serving.errors import ServingError
 from tests.serving.conftest import ADMIN, _wait_ready, settings_for
 from tests.serving.stubs import served, stub_pool
 
@@ -287,3 +289,86 @@ def test_ab_split_feedback_verdict_and_promotion(client):
     r = client.post("/admin/tasks/sentiment/ab/promote", json={"arm": "B", "alias": None}, headers=ADMIN)
     assert r.status_code == 200 and r.json()["active_version"] == 2
     assert predict(client).json()["version"] == 2 and predict(client).json()["arm"] is None
+
+
+def _gauge(client, name: str, task: str) -> float | None:
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("task") == task:
+                return sample.value
+    return None
+
+
+def test_feedback_names_labels_in_the_list_of_the_version_that_predicted(tmp_path):
+    """Two versions of a task may order their labels differently: v2's answer, confirmed by name, is a
+    correct answer (it was read with v1's label list and counted wrong)."""
+    pool, _ = stub_pool(served("sentiment", 1), served("sentiment", 2, labels=("positive", "negative")))
+    pool.load("sentiment", 2)
+    with TestClient(create_app(settings_for(tmp_path), pool=pool)) as c:
+        _wait_ready(c)
+        body = predict(c, version=2).json()
+        said = body["predictions"][0]["label"]
+        r = c.post("/v1/feedback", json={"request_id": body["request_id"], "labels": [said]})
+        assert r.status_code == 200 and r.json()["recorded"] == 1
+        rows = {a["version"]: a for a in c.get("/v1/stats").json()["tasks"][0]["live_accuracy"]}
+        assert rows[2]["n_feedback"] == 1 and rows[2]["accuracy"] == 1.0
+
+
+def test_the_ab_verdict_counts_only_the_traffic_the_test_routed(client):
+    for i in range(20):  # production traffic on v1 before the test, all of it answered wrong
+        body = predict(client, texts=[f"before {i}"]).json()
+        wrong = "negative" if body["predictions"][0]["label"] == "positive" else "positive"
+        client.post("/v1/feedback", json={"request_id": body["request_id"], "labels": [wrong]})
+    client.post("/admin/tasks/sentiment/load", json={"ref": 2}, headers=ADMIN)
+    r = client.post("/admin/tasks/sentiment/ab", json={"a": 1, "b": 2, "share_b": 0.5}, headers=ADMIN)
+    assert r.status_code == 200
+    pinned = predict(client, texts=["pinned"], version=2).json()  # not routed by the test
+    client.post("/v1/feedback", json={"request_id": pinned["request_id"], "labels": ["positive"]})
+    verdict = client.get("/v1/stats").json()["tasks"][0]["ab"]["verdict"]
+    assert verdict["n_a"] == 0 and verdict["n_b"] == 0
+
+
+def test_a_running_ab_test_is_not_replaced_and_a_is_what_serves(client):
+    client.post("/admin/tasks/sentiment/load", json={"ref": 2}, headers=ADMIN)
+    ab = "/admin/tasks/sentiment/ab"
+    assert client.post(ab, json={"a": 2, "b": 1}, headers=ADMIN).status_code == 409  # v1 serves, not v2
+    assert client.post(ab, json={"a": 1, "b": 2}, headers=ADMIN).status_code == 200
+    again = client.post(ab, json={"a": 1, "b": 2, "share_b": 0.5}, headers=ADMIN)
+    assert again.status_code == 409 and "stop or promote it first" in again.text
+    assert client.get("/v1/tasks").json()["tasks"][0]["ab"]["share_b"] == 0.1  # the first test runs on
+
+
+def test_an_alias_the_registry_refuses_fails_before_the_pool_changes(client):
+    client.post("/admin/tasks/sentiment/load", json={"ref": 2}, headers=ADMIN)
+    client.post("/admin/tasks/sentiment/ab", json={"a": 1, "b": 2}, headers=ADMIN)
+    for alias in ("Production", "latest", "v2"):
+        r = client.post("/admin/tasks/sentiment/ab/promote", json={"arm": "B", "alias": alias}, headers=ADMIN)
+        assert r.status_code == 422, alias
+    task = client.get("/v1/tasks").json()["tasks"][0]
+    assert task["active_version"] == 1 and task["ab"] is not None  # nothing switched
+
+
+def test_a_scrape_alone_sees_live_accuracy_and_not_the_previous_versions(client):
+    body = predict(client).json()
+    client.post(
+        "/v1/feedback", json={"request_id": body["request_id"], "labels": [body["predictions"][0]["label"]]}
+    )
+    assert _gauge(client, "tasktune_live_accuracy", "sentiment") == 1.0  # no /v1/stats call needed
+    r = client.post("/admin/tasks/sentiment/activate", json={"ref": 2}, headers=ADMIN)
+    assert r.status_code == 200
+    assert _gauge(client, "tasktune_live_accuracy", "sentiment") is None  # v2 has no feedback yet
+
+
+def test_a_version_unloaded_while_it_is_activated_is_not_made_active(stub):
+    pool, _ = stub
+    load = pool.load
+
+    def load_then_unload(task, ref):  # an admin's unload landing between the load and the switch
+        served_ = load(task, ref)
+        pool.unload(task, served_.version)
+        return served_
+
+    pool.load = load_then_unload
+    with pytest.raises(ServingError, match="unloaded while activating"):
+        pool.activate("sentiment", 2)
+    assert pool.routing["sentiment"].active == 1 and pool.active("sentiment").version == 1

@@ -176,6 +176,12 @@ def create_app(settings: ServeSettings, *, pool: ModelPool | None = None) -> Fas
     @app.get("/metrics", tags=["monitoring"])
     async def prometheus() -> Response:
         metrics.queue_rows.set(batcher.depth)
+        # The live-accuracy and drift gauges are set by computing the stats: a scrape alone must see
+        # them current, not as the last /v1/stats call left them.
+        try:
+            await anyio.to_thread.run_sync(_stats, state)
+        except Exception:  # the counters and histograms still go out
+            log.exception("stats for /metrics failed")
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/", include_in_schema=False)
@@ -270,7 +276,7 @@ def _feedback(state: ServerState, body: Any) -> FeedbackResponse:
     logged = state.log.prediction(body.request_id)
     if logged is None:
         raise ServingError(404, "unknown_request", f"no logged prediction has request_id {body.request_id}")
-    task, _, n_items = logged
+    task, version, n_items = logged
     if len(body.labels) != n_items:
         raise ServingError(
             422,
@@ -279,7 +285,7 @@ def _feedback(state: ServerState, body: Any) -> FeedbackResponse:
             f"{n_items} labels (null for unknown), got {len(body.labels)}",
             field="labels",
         )
-    spec = state.pool.spec_of(task)
+    spec = state.pool.spec_of(task, version)
     names = spec.label_names
     index = {n.casefold(): i for i, n in enumerate(names)}
     labels: dict[int, int] = {}

@@ -203,6 +203,25 @@ class PredictionLog:
             for t, v, n, c in rows
         ]
 
+    def ab_accuracy(self, task: str, a: int, b: int, since: float) -> dict[str, dict[str, int]]:
+        """Per arm of an A/B test: feedback and correct answers on the requests the test routed (arm
+        recorded, at or after ``since``, to that arm's version): not the versions' earlier or pinned
+        traffic."""
+        p, f = predictions.c, feedback.c
+        arm_version = ((p.arm == "A") & (p.version == a)) | ((p.arm == "B") & (p.version == b))
+        query = (
+            select(p.arm, func.count(), func.sum(case((p.label == f.label, 1), else_=0)))
+            .select_from(predictions.join(feedback, (p.request_id == f.request_id) & (p.item == f.item)))
+            .where((p.task == task) & (p.ts >= since) & arm_version)
+            .group_by(p.arm)
+        )
+        with db.read_tx(self.engine) as conn:
+            rows = conn.execute(query).all()
+        out = {arm: {"n_feedback": 0, "correct": 0} for arm in ("A", "B")}
+        for arm, n, c in rows:
+            out[arm] = {"n_feedback": int(n), "correct": int(c or 0)}
+        return out
+
     def recent(self, task: str, version: int, limit: int) -> dict[str, np.ndarray]:
         """The latest ``limit`` predictions of one version: labels, confidences, input lengths."""
         p = predictions.c

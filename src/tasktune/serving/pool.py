@@ -51,11 +51,13 @@ class Served:
 
 @dataclass(frozen=True)
 class ABTest:
-    """Two loaded versions of a task and the traffic split between them."""
+    """Two loaded versions of a task and the traffic split between them, since ``started`` (epoch s):
+    the verdict counts only the feedback on requests this test routed."""
 
     a: int
     b: int
     share_b: float
+    started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +91,9 @@ class ModelPool:
         self._lock = threading.RLock()
         self.served: dict[tuple[str, int], Served] = {}
         self.routing: dict[str, Routing] = {}
+        # The task definition of every version served since start, kept after an unload: feedback on
+        # its logged predictions names labels in that version's own label list.
+        self.specs: dict[tuple[str, int], TaskSpec] = {}
 
     # --- loading ----------------------------------------------------------------------------------
     def load(self, task: str, ref: str | int) -> Served:
@@ -98,6 +103,7 @@ class ModelPool:
             existing = self.served.get(served.key)
             if existing is None:
                 self.served[served.key] = served
+                self.specs[served.key] = served.spec
                 self.routing.setdefault(task, Routing(active=served.version))
         if existing is not None:
             _release(served.scorer)  # loaded twice (concurrent loads): the copy nobody will use
@@ -107,6 +113,8 @@ class ModelPool:
     def activate(self, task: str, ref: str | int) -> Served:
         served = self.load(task, ref)  # outside the lock: loading takes seconds, routing must not wait
         with self._lock:
+            if served.key not in self.served:  # unloaded between the load above and this lock
+                raise conflict(f"v{served.version} of {task!r} was unloaded while activating it; try again")
             routing = self.routing[task]
             if routing.ab is not None:
                 raise conflict(
@@ -138,9 +146,19 @@ class ModelPool:
                     raise not_found("version", f"load v{v} of {task!r} before testing it")
             if a == b:
                 raise ServingError(422, "invalid_ab", "an A/B test needs two different versions")
-            split = ABTest(a, b, share_b)
             routing = self.routing[task]
-            routing.ab, routing.active = split, a
+            if routing.ab is not None:  # replacing it would silently drop its users' assignment
+                raise conflict(
+                    f"task {task!r} has an A/B test running (v{routing.ab.a} vs v{routing.ab.b}); stop or "
+                    "promote it first"
+                )
+            if a != routing.active:  # A is the control: what serves now, not a change of production
+                raise conflict(
+                    f"A must be the version serving {task!r} now (v{routing.active}), not v{a}; "
+                    f"activate v{a} first to test against it"
+                )
+            split = ABTest(a, b, share_b)
+            routing.ab = split
             return split
 
     def stop_ab(self, task: str, keep: int | None = None) -> None:
@@ -174,13 +192,19 @@ class ModelPool:
                 return self.served[(task, version)], arm
             return self.served[(task, routing.active)], None
 
-    def spec_of(self, task: str) -> TaskSpec:
-        """The task definition (shared by all its versions) for feedback on any logged version."""
+    def spec_of(self, task: str, version: int) -> TaskSpec:
+        """The task definition of the version that made a logged prediction (versions of a task may
+        order or name their labels differently), for feedback on it."""
         with self._lock:
-            for (name, _), served in self.served.items():
-                if name == task:
-                    return served.spec
-        raise ServingError(409, "task_unloaded", f"task {task!r} is no longer served here")
+            spec = self.specs.get((task, version))
+        if spec is None:
+            raise ServingError(
+                409,
+                "version_unknown",
+                f"v{version} of {task!r} has not been served since this server started, so its labels are "
+                "unknown here; load it to give feedback on its predictions",
+            )
+        return spec
 
     def tasks(self) -> list[str]:
         with self._lock:
@@ -206,7 +230,9 @@ class ModelPool:
                         "kind": active.kind,
                         "backbone": active.backbone,
                         "labels": list(active.labels),
-                        "ab": None if r.ab is None else {"a": r.ab.a, "b": r.ab.b, "share_b": r.ab.share_b},
+                        "ab": None
+                        if r.ab is None
+                        else {"a": r.ab.a, "b": r.ab.b, "share_b": r.ab.share_b, "started": r.ab.started},
                     }
                 )
             return out

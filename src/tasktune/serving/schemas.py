@@ -5,13 +5,37 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+)
 
 from tasktune.serving.settings import ServeSettings
 
 TaskName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]
 RequestId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
-Alias = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9._-]*$", max_length=64)]
+
+
+def _registry_alias(value: str) -> str:
+    # The registry's own rule (lowercase, not 'latest' or a version number), checked with the body:
+    # an alias it would refuse must fail the request before the pool has switched anything.
+    from tasktune.registry.errors import UnsafeNameError
+    from tasktune.registry.names import check_alias
+
+    try:
+        return check_alias(value)
+    except UnsafeNameError as err:
+        raise ValueError(str(err)) from None
+
+
+Alias = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64), AfterValidator(_registry_alias)
+]
 
 
 class _Body(BaseModel):

@@ -4,6 +4,7 @@ prediction log (exact) and the in-memory traffic window (cheap)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -45,8 +46,8 @@ def task_stats(
     ab = None
     if task["ab"] is not None:
         a, b = task["ab"]["a"], task["ab"]["b"]
-        ra = accuracy.get(a, {"n_feedback": 0, "correct": 0})
-        rb = accuracy.get(b, {"n_feedback": 0, "correct": 0})
+        arms = log.ab_accuracy(name, a, b, task["ab"]["started"])
+        ra, rb = arms["A"], arms["B"]
         verdict = ab_verdict(ra["correct"], ra["n_feedback"], rb["correct"], rb["n_feedback"])
         ab = {**task["ab"], "verdict": verdict.to_dict()}
     traffic_summary, latency = traffic.summary(name)
@@ -96,6 +97,9 @@ def build_stats(
             active = next(a for a in t["live_accuracy"] if a["version"] == t["active_version"])
             if active["accuracy"] is not None:
                 metrics.live_accuracy.labels(t["task"]).set(active["accuracy"])
+            else:  # no feedback on the version now active: no figure, not the previous version's
+                with contextlib.suppress(KeyError):
+                    metrics.live_accuracy.remove(t["task"])
             for signal in t["drift"]["signals"]:
                 value = {"drift": 1, "ok": 0}.get(signal["state"], -1)
                 metrics.drift.labels(t["task"], signal["name"]).set(value)
