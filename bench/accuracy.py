@@ -19,7 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from common import write_result
+from common import summary_prefix, write_result
 from rich.console import Console
 
 from tasktune.cli.report_cmd import print_comparison
@@ -127,7 +127,7 @@ def main() -> None:
         if json.loads(overrides):  # settings over the route's defaults at the time of the run
             row["overrides"] = json.loads(overrides)
         rows.append(row)
-        key = f"{spec.name}/{protocol_key}/{route}/{backbone}"
+        key = summary_prefix(row)
         summary[f"{key}/acc_mean"] = row["acc_mean"]
         summary[f"{key}/acc_std"] = row["acc_std"]
         summary[f"{key}/macro_f1_mean"] = row["macro_f1_mean"]

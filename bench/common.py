@@ -34,18 +34,42 @@ def provenance() -> dict:
     }
 
 
+def row_key(row: dict) -> tuple:
+    """What makes an accuracy row its own cell: a subset of another size or a route run with other
+    settings is another cell, never a replacement (rows without these fields share one key)."""
+    overrides = json.dumps(row.get("overrides") or {}, sort_keys=True)
+    return (
+        row.get("task"),
+        row.get("protocol"),
+        row.get("route"),
+        row.get("backbone"),
+        row.get("train_limit"),
+        overrides,
+    )
+
+
+def summary_prefix(row: dict) -> str:
+    """``<task>/<protocol>/<route>/<backbone>`` as BENCHMARKS.md names summary keys; a reduced full-data
+    run's protocol carries its size (``subset-n8000``) and a route run with settings says them
+    (``prompt_ensemble[init=prompt]``), so no two rows write one key."""
+    protocol = f"{row['protocol']}-n{row['train_limit']}" if row.get("train_limit") else row["protocol"]
+    settings = ",".join(f"{k}={v}" for k, v in sorted((row.get("overrides") or {}).items()))
+    route = f"{row['route']}[{settings}]" if settings else row["route"]
+    return f"{row['task']}/{protocol}/{route}/{row['backbone']}"
+
+
 def write_result(name: str, *, settings: dict, rows: list[dict], summary: dict, merge: bool = False) -> Path:
-    """Write ``bench/results/<name>-<device>.json``; with ``merge`` keep other rows/keys already there."""
+    """Write ``bench/results/<name>-<device>.json``; with ``merge`` keep other rows/keys already there.
+    Each new row records when it was written (``created``): a reader takes the newest row of a cell by
+    it, not by the file's time, which every merge moves."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{device_tag()}.json"
+    now = utc_now()
+    rows = [{**r, "created": r.get("created") or now} for r in rows]
     if merge and path.is_file():
         old = json.loads(path.read_text())
-        keys = {(r.get("task"), r.get("protocol"), r.get("route"), r.get("backbone")) for r in rows}
-        rows = [
-            r
-            for r in old.get("rows", [])
-            if (r.get("task"), r.get("protocol"), r.get("route"), r.get("backbone")) not in keys
-        ] + rows
+        keys = {row_key(r) for r in rows}
+        rows = [r for r in old.get("rows", []) if row_key(r) not in keys] + rows
         summary = {**old.get("summary", {}), **summary}
         settings = {**old.get("settings", {}), **settings}
     data = {

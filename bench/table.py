@@ -32,18 +32,25 @@ ORDER = {"zero": 0, "few": 1, "subset": 2, "full": 3}
 
 
 def load_rows() -> list[dict]:
-    """Rows of every accuracy file, one per (task, protocol, route, backbone); a GPU row replaces a
-    CPU row of the same cell, and a later file replaces an earlier one on the same device."""
+    """Rows of every accuracy file, one per (task, protocol, route, backbone, settings); a GPU row
+    replaces a CPU row of the same cell, and a newer row an older one on the same device."""
     cells: dict[tuple, dict] = {}
-    # Later by the time written into each file, not by file mtime: a fresh clone's mtimes are checkout order.
-    loaded = [(path, json.loads(path.read_text())) for path in RESULTS.glob("accuracy-*.json")]
-    loaded.sort(key=lambda f: (not f[0].stem.endswith("-cpu"), f[1].get("created", ""), f[0].name))
-    for path, data in loaded:
+    found = []
+    for path in RESULTS.glob("accuracy-*.json"):
+        data = json.loads(path.read_text())
         for row in data.get("rows", []):
-            # Reduced full-data runs of different sizes are different cells (subset-n8000, ...).
-            protocol = f"subset-n{row['train_limit']}" if row.get("train_limit") else row["protocol"]
-            key = (row["task"], protocol, row["route"], row.get("backbone") or "–")
-            cells[key] = {**row, "protocol": protocol, "backbone": key[3], "file": path.name}
+            # Newer by the time written into each row (older rows: their file's), never by file mtime:
+            # a fresh clone's mtimes are checkout order, and a merge moves a whole file's time.
+            when = row.get("created") or data.get("created", "")
+            found.append(((not path.stem.endswith("-cpu"), when, path.name), path, row))
+    found.sort(key=lambda f: f[0])
+    for _, path, row in found:
+        # Reduced full-data runs of different sizes are different cells (subset-n8000, ...), and so is
+        # a route run with other settings: neither may hide the other.
+        protocol = f"subset-n{row['train_limit']}" if row.get("train_limit") else row["protocol"]
+        settings = json.dumps(row.get("overrides") or {}, sort_keys=True)
+        key = (row["task"], protocol, row["route"], row.get("backbone") or "–", settings)
+        cells[key] = {**row, "protocol": protocol, "backbone": key[3], "file": path.name}
     return list(cells.values())
 
 
