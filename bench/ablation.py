@@ -45,10 +45,29 @@ def label_by_options(a: dict[int, object], b: dict[int, object], seed: int) -> N
     fb = flatten(b[seed].info.route_config.get("options") or {})
     differ = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k != "train.seed")
     if not differ:
+        if a[seed].info.train_limit != b[seed].info.train_limit:
+            return  # the same settings on training sets of other sizes: arm_names says so
         raise SystemExit("the two folders ran the same settings: nothing to compare")
     for results, flat in ((a, fa), (b, fb)):
         for r in results.values():
             r.info.route_config["overrides"] = {k: flat.get(k) for k in differ}
+
+
+def arm_names(a: object, b: object) -> tuple[str, str]:
+    """Each arm's name: its route label (with the options that differ), and where that is the same for
+    both (arms of other protocols or training-set sizes) the protocol and size too, so the two arms'
+    figures never land under one name."""
+    name_a, name_b = cell_group(a)[0], cell_group(b)[0]
+    if name_a != name_b:
+        return name_a, name_b
+
+    def size(r) -> str:
+        return f"{r.info.protocol}-n{r.info.train_limit}" if r.info.train_limit else r.info.protocol
+
+    name_a, name_b = f"{name_a} {size(a)}", f"{name_b} {size(b)}"
+    if name_a == name_b:
+        raise SystemExit(f"both arms are {name_a}: nothing tells them apart")
+    return name_a, name_b
 
 
 def main() -> None:
@@ -68,7 +87,7 @@ def main() -> None:
     label_by_options(a, b, seeds[0])
     task = a[seeds[0]].info.task
     comparison = summarise([a[s] for s in seeds] + [b[s] for s in seeds])
-    name_a, name_b = (cell_group(x[seeds[0]])[0] for x in (a, b))
+    name_a, name_b = arm_names(a[seeds[0]], b[seeds[0]])
     acc = {n: [x[s].metrics["accuracy"] * 100 for s in seeds] for n, x in ((name_a, a), (name_b, b))}
     rows = [
         {

@@ -55,7 +55,12 @@ def main() -> None:
     options = default_options("few", from_prompt=False).model_copy(
         update={
             "train": TrainConfig(
-                max_steps=steps, batch_size=args.batch, lr=args.lr, seed=13, schedule="constant"
+                max_steps=steps,
+                batch_size=args.batch,
+                lr=args.lr,
+                seed=13,
+                schedule="constant",
+                max_grad_norm=None,  # as the plain loop: no clipping (the default clips at 1.0)
             )
         }
     )

@@ -66,3 +66,19 @@ def test_curves_logged_before_dev_macro_f1_show_dev_accuracy(monkeypatch):
     main, _ = all_figures(summarise(results, metric="macro_f1"), None)
     curves = next(f for f in main if f.id == "learning-curves")
     assert "Dev accuracy" in curves.caption
+
+
+def test_the_pareto_front_keeps_ties_and_drops_the_dominated():
+    from tasktune.report.figures import _pareto_front
+
+    points = [(0.0, 80.0, "prompting"), (1e6, 85.0, "lora-a"), (1e6, 85.0, "lora-b"), (1e6, 84.0, "lora-c")]
+    points += [(0.0, 70.0, "prompting-small"), (1e8, 85.0, "full")]
+    assert _pareto_front(points) == ["prompting", "lora-a", "lora-b"]
+
+
+def test_a_macro_f1_tables_legend_names_the_ci_it_shows():
+    from tasktune.report.table import table_legend
+
+    assert "seed-averaged accuracy" in table_legend("accuracy")
+    legend = table_legend("macro_f1")
+    assert "95% CI: of the seed-averaged macro-F1" in legend and "seed-averaged accuracy" not in legend

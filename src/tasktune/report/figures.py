@@ -70,12 +70,13 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _pareto_front(points: Sequence[tuple[float, float, str]]) -> list[str]:
-    """Keys of the points not dominated (lower or equal x and higher or equal score, one strictly)."""
-    front, best_acc = [], -1.0
-    for _x, acc, key in sorted(points, key=lambda p: (p[0], -p[1], p[2])):
-        if acc > best_acc:
+    """Keys of the points no other point dominates (lower or equal x and higher or equal score, one of
+    them strictly): two cells with the same cost and score are both on the front."""
+    front, best_acc, last = [], -1.0, None
+    for x, acc, key in sorted(points, key=lambda p: (p[0], -p[1], p[2])):
+        if acc > best_acc or (x, acc) == last:
             front.append(key)
-            best_acc = acc
+            best_acc, last = max(best_acc, acc), (x, acc)
     return front
 
 
@@ -200,7 +201,10 @@ def pareto_figure(
             ax.legend(fontsize=7, loc="best", frameon=False)
         ax.set_title(title, loc="left", fontsize=10)
         better = "more accurate" if m == "accuracy" else f"higher in {METRIC_NAMES[m]}"
-        caption = f"Circled points lie on the Pareto front (no other cell is both cheaper and {better})."
+        caption = (
+            f"Circled points lie on the Pareto front (no other cell is as cheap and {better}, or cheaper "
+            "and as good)."
+        )
         if missing:
             caption += f" Not shown (not measured): {', '.join(missing)}."
         return ReportFigure(fig_id, title, caption, _to_svg(fig))

@@ -107,6 +107,9 @@ def table_legend(metric: str = "accuracy") -> str:
     if metric != "macro_f1":
         return TABLE_LEGEND
     return "Cells are ranked by macro-F1, the task's metric. " + TABLE_LEGEND.replace(
+        "95% CI: bootstrap over test examples of the seed-averaged accuracy",
+        "95% CI: of the seed-averaged macro-F1, bootstrap over test examples",
+    ).replace(
         "p vs best: exact McNemar against the best cell",
         "p vs best: paired bootstrap of the macro-F1 difference with the best cell",
     )
