@@ -3,8 +3,9 @@
 Every place that cuts an input records it here (per process, by what cut it and the limit); the main
 job clears the count before scoring a cell's test set and reads it after, so each cell's result says
 how many of its test inputs were cut, and the run prints it as a warning. The policies themselves
-differ on purpose: causal prompts keep the *end* (the cue and answer position sit there), encoders
-keep the *start* (tokenizers truncate from the end, keeping [CLS] and the opening).
+differ on purpose: a causal prompt loses the end of its text and keeps everything around it (chat
+turns, instruction, template and the cue where the answer is read; ``encode_within``), a bare causal
+text keeps its start, and encoders keep the start (tokenizers truncate from the end, keeping [CLS]).
 """
 
 from __future__ import annotations

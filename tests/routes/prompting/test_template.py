@@ -18,3 +18,39 @@ def test_a_template_that_places_the_pair_is_used_as_written(task, tiny_llama):
     config = PromptConfig(chat=False, input_template="A: {{ text }} B: {{ text_pair }}")
     pair = PromptRenderer(config, task, tiny_llama.tokenizer).render(Example("x1", 0, text_pair="x2"))
     assert "A: x1 B: x2" in pair.text and pair.text.count("x2") == 1
+
+
+def test_an_over_long_prompt_loses_the_end_of_its_text_not_its_opening_or_cue(task, tiny_chat_llama):
+    """Keeping the last N tokens dropped the chat turn's opening and the instruction: the model then
+    read a prompt it was never shown. The user text's end goes instead."""
+    from tasktune.routes.prompting.template import encode, encode_within
+
+    tok = tiny_chat_llama.tokenizer
+    config = PromptConfig(instruction="Is it good or bad?", cue="It was", chat=True)
+    r = PromptRenderer(config, task, tok)
+    short = r.render(Example("fine", 0))
+    full = r.render(Example("great food " * 80 + "THE END", 0))
+    limit = len(encode(tok, short)) + 20
+    ids, cut = encode_within(tok, full, limit)
+    text = tok.decode(ids)
+    assert cut and len(ids) <= limit
+    assert text.startswith(tok.decode(encode(tok, short))[:30])  # the chat opening and instruction
+    assert text.rstrip().endswith("It was") and "THE END" not in text and "great food" in text
+    assert encode_within(tok, short, limit) == (encode(tok, short), False)
+    # No user text to shorten: the last tokens are kept, as before.
+    bare = PromptRenderer(PromptConfig(instruction="x " * 200, cue="It was", chat=False), task, tok)
+    ids, cut = encode_within(tok, bare.render(Example("", 0)), 16)
+    assert cut and len(ids) == 16
+
+
+def test_soft_prompt_inputs_cut_the_text_and_count_it(task, tiny_chat_llama):
+    from tasktune import truncation
+    from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
+
+    tok = tiny_chat_llama.tokenizer
+    inputs = SoftPromptInputs.zero_shot(task, tok, max_tokens=48)
+    truncation.take()
+    (ids,) = inputs.encode([Example("the food was great " * 30, 1)])
+    (short,) = inputs.encode([Example("ok", 1)])
+    assert len(ids) <= 48 and ids[:4] == short[:4] and ids[-4:] == short[-4:]  # opening and cue kept
+    assert truncation.take() == {"prompt input (limit 48 tokens)": 1}

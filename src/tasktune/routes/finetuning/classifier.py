@@ -26,7 +26,7 @@ from tasktune.routes.finetuning.probe import fit_linear_probe
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
 from tasktune.routes.prompting.encoder import TEMPERATURE, label_descriptions
-from tasktune.routes.prompting.template import PromptRenderer, encode
+from tasktune.routes.prompting.template import PromptRenderer, encode_within
 from tasktune.routes.shared_prefix import last_hidden_states
 from tasktune.routes.trained import dev_accuracy, mean_calibration_offset, probabilities_in_batches
 from tasktune.task.data import Example
@@ -168,10 +168,10 @@ class FinetunedClassifier:
         tok, limit = self.backbone.tokenizer, self.options.max_tokens
         if self._template is not None:
             rendered = [self._template.render(e) for e in batch]
-            if self.kind == "causal":
-                ids = [encode(tok, r) for r in rendered]
-                record("fine-tuning input", limit, sum(len(r) > limit for r in ids))
-                return Encoded.of([r[-limit:] for r in ids], self._pad, self._dev)  # the cue is at the end
+            if self.kind == "causal":  # over-long texts lose their end, never the template and cue
+                fitted = [encode_within(tok, r, limit) for r in rendered]
+                record("fine-tuning input", limit, sum(cut for _, cut in fitted))
+                return Encoded.of([ids for ids, _ in fitted], self._pad, self._dev)
             texts, pairs = [r.text for r in rendered], None
         elif self.kind == "causal":
             joined = [e.text if e.text_pair is None else f"{e.text}\n{e.text_pair}" for e in batch]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tasktune.errors import TaskTuneError
 from tasktune.routes.prompting.config import PromptConfig
-from tasktune.routes.prompting.template import PromptRenderer, RenderedPrompt, encode
+from tasktune.routes.prompting.template import PromptRenderer, RenderedPrompt, encode_within
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 from tasktune.truncation import record
@@ -92,10 +92,10 @@ class SoftPromptInputs:
             rendered = self.renderer.render(e)
             if self.cut:
                 rendered = self._after_cut(rendered)
-            ids = encode(self.tokenizer, rendered)
-            # Over-long inputs: keep the end (the cue sits there); counted and reported (R2).
-            record("prompt input", self.max_tokens, int(len(ids) > self.max_tokens))
-            rows.append(ids[-self.max_tokens :])
+            # Over-long inputs lose the end of their text, never the prompt around it; counted (R2).
+            ids, cut = encode_within(self.tokenizer, rendered, self.max_tokens)
+            record("prompt input", self.max_tokens, int(cut))
+            rows.append(ids)
         return rows
 
     def _after_cut(self, rendered: RenderedPrompt) -> RenderedPrompt:

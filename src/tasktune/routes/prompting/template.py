@@ -145,3 +145,45 @@ def encode(tokenizer, prompt: RenderedPrompt) -> list[int]:
     if pos < len(prompt.text):
         ids += tokenizer(prompt.text[pos:], add_special_tokens=False)["input_ids"]
     return ids
+
+
+def encode_within(tokenizer, prompt: RenderedPrompt, limit: int) -> tuple[list[int], bool]:
+    """Token ids of the prompt in at most ``limit`` tokens, and whether it had to be cut.
+
+    An over-long prompt loses the end of its longest user text: the chat turns, instruction, template
+    and cue around it stay, so the model still reads a well-formed prompt and answers where the cue
+    ends (keeping only the last ``limit`` tokens would drop the opening turn and the instruction).
+    Only a prompt that is too long without its user text keeps its last ``limit`` tokens."""
+    ids = encode(tokenizer, prompt)
+    if len(ids) <= limit:
+        return ids, False
+    for _ in range(8):  # each pass estimates the characters to drop from the tokens still over
+        spans = [s for s in prompt.user_spans if s[1] > s[0]]
+        if not spans:
+            break
+        start, end = max(spans, key=lambda s: s[1] - s[0])
+        per_token = max(1.0, (end - start) / max(1, len(encode(tokenizer, _only(prompt, start, end)))))
+        drop = min(end - start, int((len(ids) - limit) * per_token) + 1)
+        prompt = _cut(prompt, end - drop, end)
+        ids = encode(tokenizer, prompt)
+        if len(ids) <= limit:
+            return ids, True
+    return ids[-limit:], True
+
+
+def _only(prompt: RenderedPrompt, start: int, end: int) -> RenderedPrompt:
+    return RenderedPrompt(prompt.text[start:end], ((0, end - start),))
+
+
+def _cut(prompt: RenderedPrompt, start: int, end: int) -> RenderedPrompt:
+    """``prompt`` without the characters ``start:end`` (inside one user span); later spans shift."""
+    n = end - start
+    spans = []
+    for a, b in prompt.user_spans:
+        if b <= start:
+            spans.append((a, b))
+        elif a >= end:
+            spans.append((a - n, b - n))
+        else:  # the span that holds the cut
+            spans.append((a, b - n))
+    return RenderedPrompt(prompt.text[:start] + prompt.text[end:], tuple(spans))
