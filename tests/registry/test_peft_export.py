@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -168,6 +169,10 @@ def test_encoder_soft_prompt_exports_as_feature_extraction(registry: Registry, t
     with torch.no_grad():
         got = reloaded(input_ids=INPUT_IDS, attention_mask=torch.ones_like(INPUT_IDS)).last_hidden_state
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    # PEFT places the tokens before [CLS] and has no similarity readout: the export says how tasktune
+    # reads them, so nobody takes PEFT's outputs for the route's.
+    usage = json.loads((out / "tasktune_soft_prompt.json").read_text())
+    assert "before [CLS]" in usage["input"] and "similarity" in usage["readout"]
 
 
 def test_full_and_head_artifacts_are_not_peft_adapters(registry: Registry, tmp_path):

@@ -153,7 +153,30 @@ def export_peft(artifact: Artifact, out_dir: Path | str, base_model_name_or_path
     if extras:
         save_file(extras, str(out / EXTRA_WEIGHTS), metadata={"format": "pt"})
     meta = artifact.json_files.get(SOFT_PROMPT_META)
-    if meta is not None:
+    encoder = (
+        artifact.kind == "soft-prompt"
+        and artifact.backbone is not None
+        and artifact.backbone.kind != "causal"
+    )
+    if encoder:
+        # PEFT's prompt tuning puts the virtual tokens before [CLS] and has no similarity readout;
+        # tasktune's encoder prompt sits right after [CLS] and is read by similarity. The tensors are the
+        # trained ones, but loaded in PEFT they compute something else: say how they are meant to be read.
+        (out / SOFT_PROMPT_USAGE).write_text(
+            json.dumps(
+                {
+                    "input": "[CLS], then the virtual tokens, then the bare text and [SEP] (PEFT's "
+                    "PromptTuning places them before [CLS]: its outputs differ from tasktune's)",
+                    "readout": "mean of the states of [CLS] and the text's own tokens (not the virtual "
+                    "tokens'), cosine similarity to the frozen backbone's mean-pooled embeddings of the "
+                    "label descriptions",
+                    "options": (meta or {}).get("options"),
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
+    elif meta is not None:
         # PEFT's config cannot say what a soft prompt was trained in front of (a prompt-initialised one
         # stands for the zero-shot prompt's opening: the rest of that prompt follows as tokens) nor the
         # fixed label offset it is read with: written next to the adapter so the export is usable.
