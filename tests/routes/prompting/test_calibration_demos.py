@@ -56,6 +56,9 @@ def test_knn_picks_nearest_per_class_most_similar_last():
     sel = DemoSelector(POOL, 2, 1, selection="knn", embed=embed)
     demos = sel.for_queries([Example("q", 0)])[0]
     assert [d.text for d in demos] == ["t1", "t0"]  # t0 is the closest (angle 0), so it comes last
+    # A query from the pool itself (mean calibration scores the training texts) is never its own demo.
+    own = sel.for_queries([Example("t0", 0)])[0]
+    assert [d.text for d in own] == ["t2", "t1"]  # t2 the nearest other of its class; t1 nearest
 
 
 def test_pool_too_small():

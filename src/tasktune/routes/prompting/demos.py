@@ -57,6 +57,13 @@ class DemoSelector:
         if self.selection == "knn":
             q = self.embed([e.text for e in queries])  # (B, H)
             sims = q @ self.pool_vectors.T  # (B, N)
+            # A query that is itself in the pool (mean calibration scores the training texts, which are
+            # the pool) must not be shown its own gold label as its nearest demonstration.
+            texts = {(e.text, e.text_pair): i for i, e in enumerate(self.pool)}
+            for b, e in enumerate(queries):
+                same = texts.get((e.text, e.text_pair))
+                if same is not None:
+                    sims[b, same] = -np.inf
             out = []
             for row in sims:
                 chosen = []
