@@ -54,3 +54,11 @@ def test_soft_prompt_inputs_cut_the_text_and_count_it(task, tiny_chat_llama):
     (short,) = inputs.encode([Example("ok", 1)])
     assert len(ids) <= 48 and ids[:4] == short[:4] and ids[-4:] == short[-4:]  # opening and cue kept
     assert truncation.take() == {"prompt input (limit 48 tokens)": 1}
+
+
+def test_the_cue_and_separator_are_templates_like_the_instruction(task, tiny_llama):
+    config = PromptConfig(chat=False, instruction="Classify.", cue="Is it {{ label_list }}?")
+    text = PromptRenderer(config, task, tiny_llama.tokenizer).render(Example("fine", 0)).text
+    assert text.endswith("Is it bad or good?") and "{{" not in text
+    plain = PromptRenderer(PromptConfig(chat=False, cue=" It was "), task, tiny_llama.tokenizer)
+    assert plain.render(Example("fine", 0)).text.endswith(" It was ")  # spaces kept as written

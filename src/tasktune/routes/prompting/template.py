@@ -59,6 +59,10 @@ class PromptRenderer:
             "label_list": label_list([w[0] for w in self.words]),
         }
         self.instruction = render(config.instruction, **self.variables).strip()
+        # Validated as templates like the instruction, so rendered like it ("Is it {{ label_list }}?");
+        # a plain cue renders as itself, spaces included (they decide the answer's leading space).
+        self.cue = render(config.cue, **self.variables)
+        self.separator = render(config.separator, **self.variables)
 
     def _input(self, example: Example, texts: list[str]) -> str:
         def slot(value: str | None) -> str | None:
@@ -85,13 +89,13 @@ class PromptRenderer:
 
     def render(self, example: Example, demos: Sequence[Example] = ()) -> RenderedPrompt:
         texts: list[str] = []
-        cue = self.config.cue
+        cue = self.cue
         parts = []
         for demo in demos:
             shown = self._input(demo, texts) + "\n" + cue
             parts.append(shown + self.answer_prefix(shown) + self.words[demo.label][0])
         query = self._input(example, texts)
-        sep = self.config.separator
+        sep = self.separator
         body = sep.join([p for p in (self.instruction, *parts) if p] + [query])
         if self.use_chat:
             text = self.tokenizer.apply_chat_template(
