@@ -62,3 +62,19 @@ def test_the_cue_and_separator_are_templates_like_the_instruction(task, tiny_lla
     assert text.endswith("Is it bad or good?") and "{{" not in text
     plain = PromptRenderer(PromptConfig(chat=False, cue=" It was "), task, tiny_llama.tokenizer)
     assert plain.render(Example("fine", 0)).text.endswith(" It was ")  # spaces kept as written
+
+
+def test_added_special_tokens_in_user_text_stay_plain_text(task, tiny_llama):
+    """SmolLM2 marks 14 added tokens special beyond its chat tokens (<repo_name>, <jupyter_code>, ...):
+    a review that contains one must not reach the model as that control token."""
+    import copy
+
+    from tasktune.routes.prompting.template import encode
+
+    tok = copy.deepcopy(tiny_llama.tokenizer)
+    tok.add_tokens(["<repo_name>"], special_tokens=True)
+    special_id = tok.convert_tokens_to_ids("<repo_name>")
+    assert "<repo_name>" not in tok.all_special_tokens  # added, not named: the old guard missed it
+    r = PromptRenderer(PromptConfig(chat=False, instruction="Classify."), task, tok)
+    ids = encode(tok, r.render(Example("hi <repo_name> there", 0)))
+    assert special_id not in ids and "repo" in tok.decode(ids)

@@ -10,6 +10,7 @@ ordinary text, so a review cannot inject chat control tokens.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -122,9 +123,25 @@ def _fill(text: str, texts: list[str]) -> RenderedPrompt:
     return RenderedPrompt("".join(out), tuple(spans))
 
 
+def _special_strings(tokenizer) -> tuple[str, ...]:
+    """Every string the tokenizer turns into a control token: its named special tokens and every added
+    token marked special (SmolLM2 has 14 beyond the chat ones, e.g. <repo_name>, <jupyter_code>), longest
+    first so that one containing another is cut whole. Cached on the tokenizer, by its size."""
+    size = len(tokenizer) if hasattr(tokenizer, "__len__") else None  # grows when tokens are added
+    size_then, cached = getattr(tokenizer, "_tasktune_special_strings", (None, None))
+    if cached is None or size_then != size:
+        names = set(getattr(tokenizer, "all_special_tokens", []) or [])
+        added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+        names |= {t.content for t in added.values() if getattr(t, "special", False)}
+        cached = tuple(sorted((n for n in names if n), key=lambda n: (-len(n), n)))
+        with contextlib.suppress(AttributeError):  # one that takes no attributes: computed each time
+            tokenizer._tasktune_special_strings = (size, cached)
+    return cached
+
+
 def encode(tokenizer, prompt: RenderedPrompt) -> list[int]:
     """Token ids of the prompt; special-token strings inside user text are tokenised as plain text."""
-    specials = [s for s in getattr(tokenizer, "all_special_tokens", []) if s]
+    specials = _special_strings(tokenizer)
     cuts: list[tuple[int, int]] = []
     for start, end in prompt.user_spans:
         segment = prompt.text[start:end]
