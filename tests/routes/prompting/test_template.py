@@ -78,3 +78,22 @@ def test_added_special_tokens_in_user_text_stay_plain_text(task, tiny_llama):
     r = PromptRenderer(PromptConfig(chat=False, instruction="Classify."), task, tok)
     ids = encode(tok, r.render(Example("hi <repo_name> there", 0)))
     assert special_id not in ids and "repo" in tok.decode(ids)
+
+
+def test_label_words_are_tokenised_as_they_follow_the_prompt():
+    """A SentencePiece-style tokenizer that prepends '▁' (Llama 2, Mistral) makes " positive" alone
+    ['▁', '▁positive']: every label would start with the same bare '▁'. In context it is ['▁positive']."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tasktune.routes.prompting.template import answer_ids
+
+    vocab = {"<unk>": 0, "▁": 1, "▁positive": 2, "▁negative": 3, "▁Answer:": 4, "▁Text:": 5, "▁fine": 6}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    # Llama 2's legacy normalizer: prepend '▁', spaces to '▁'; then split before each '▁'.
+    core.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+    assert tok(" positive", add_special_tokens=False)["input_ids"] == [1, 2]  # alone: a bare '▁' first
+    assert answer_ids(tok, "Text: fine Answer:", " positive") == [2]
+    assert answer_ids(tok, "Text: fine Answer:", " negative") == [3]

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tasktune.errors import TaskTuneError
 from tasktune.routes.prompting.config import PromptConfig
-from tasktune.routes.prompting.template import PromptRenderer, RenderedPrompt, encode_within
+from tasktune.routes.prompting.template import PromptRenderer, RenderedPrompt, answer_ids, encode_within
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 from tasktune.truncation import record
@@ -55,7 +55,7 @@ class SoftPromptInputs:
         prefix = self.renderer.answer_prefix(probe.text)
         self.label_token_ids = []
         for words in self.renderer.words:
-            ids = tokenizer(prefix + words[0], add_special_tokens=False)["input_ids"]
+            ids = answer_ids(tokenizer, probe.text, prefix + words[0])
             self.label_token_ids.append(ids[0])
         if len(set(self.label_token_ids)) != len(self.label_token_ids):
             raise TaskTuneError(

@@ -12,7 +12,7 @@ from tasktune.routes.prompting import calibration
 from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
 from tasktune.routes.prompting.scoring import RankClassifier, label_scores
-from tasktune.routes.prompting.template import PromptRenderer, encode
+from tasktune.routes.prompting.template import PromptRenderer, answer_ids, encode
 from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
@@ -47,10 +47,7 @@ class CausalPromptScorer:
         flat: list[tuple[int, ...]] = []
         for ws in words:
             self.groups.append(list(range(len(flat), len(flat) + len(ws))))
-            flat += [
-                tuple(self.tokenizer(self.answer_prefix + w, add_special_tokens=False)["input_ids"])
-                for w in ws
-            ]
+            flat += [tuple(answer_ids(self.tokenizer, probe, self.answer_prefix + w)) for w in ws]
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.engine = RankClassifier(backbone.model, backbone.device, flat, pad_id=pad)
 

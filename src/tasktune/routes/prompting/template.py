@@ -208,3 +208,16 @@ def _cut(prompt: RenderedPrompt, start: int, end: int) -> RenderedPrompt:
         else:  # the span that holds the cut
             spans.append((a, b - n))
     return RenderedPrompt(prompt.text[:start] + prompt.text[end:], tuple(spans))
+
+
+def answer_ids(tokenizer, prompt_text: str, answer: str) -> list[int]:
+    """The ids of ``answer`` as the model meets them right after ``prompt_text``. Tokenised alone, a
+    leading-space word can differ from the same word in context: SentencePiece tokenizers that prepend
+    '▁' (Llama 2, Mistral) turn " positive" alone into ['▁', '▁positive'], every label then starting with
+    the same bare '▁'. Byte-level BPE (SmolLM2, GPT-2) gives the same ids either way."""
+    head = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    whole = tokenizer(prompt_text + answer, add_special_tokens=False)["input_ids"]
+    if len(whole) > len(head) and whole[: len(head)] == head:
+        return list(whole[len(head) :])
+    # The answer merged with the prompt's last token: no clean boundary in context, so the ids alone.
+    return list(tokenizer(answer, add_special_tokens=False)["input_ids"])
