@@ -129,3 +129,38 @@ def test_run_with_route_settings_is_its_own_cell(task_dir, tiny_llama_dir, tmp_p
 def test_demo_without_its_task_file_says_where_it_lives(tmp_path, capsys):
     assert main(["demo", "--task", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "run")]) == 2
     assert "run from a clone of the repository" in capsys.readouterr().err
+
+
+def test_candidate_is_only_the_adaptation_the_recommended_cell_registered(task_dir, tmp_path, capsys):
+    """Reused cells were registered by an earlier run, maybe in another registry: 'candidate' must not
+    point at whatever v1 the registry given now holds."""
+    from tasktune.cli.run_cmd import finish
+    from tasktune.evaluation.results import write_result
+    from tasktune.registry import Registry
+    from tasktune.runner import RunOutcome, write_run_manifest
+    from tasktune.task.spec import load_task
+    from tests.evaluation.synthetic import correctness, make_result
+
+    spec = load_task(task_dir / "task.yaml")
+    out = tmp_path / "run"
+    write_run_manifest(out, spec, protocol="few", eval_split="test")
+    results = []
+    for route, wrong in (("majority", range(50)), ("prompting", range(5))):
+        r = make_result(
+            route, "tiny-llama" if route != "majority" else None, correctness(100, wrong), task="tiny"
+        )
+        if route == "prompting":
+            r.info.route_config.update(registry_version=1, selected_on="accuracy")
+        write_result(r, out / f"{route}--{'tiny-llama' if r.info.backbone else 'none'}--few--s13.json")
+        results.append(r)
+    done = [RunOutcome(results=results)]
+    prompt = {"p.json": {"x": 1}}
+    with Registry(tmp_path / "a") as a, Registry(tmp_path / "b") as b:
+        a.save("tiny", "prompt", backbone=None, route="prompting", json_files=prompt, run_id="prompting-13")
+        b.save("tiny", "prompt", backbone=None, route="other", json_files=prompt, run_id="unrelated")
+    finish(spec, out, done, tmp_path / "b")
+    assert "is not in" in capsys.readouterr().out
+    finish(spec, out, done, tmp_path / "a")
+    assert "v1 is now 'candidate'" in capsys.readouterr().out
+    with Registry(tmp_path / "a") as a, Registry(tmp_path / "b") as b:
+        assert a.aliases("tiny") == {"candidate": 1} and b.aliases("tiny") == {}

@@ -133,15 +133,34 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
     if registry is not None and choice is not None:
         cell = paths.comparison.cell(choice)
         # The recommendation covers the whole folder (earlier runs too), so look there for the version.
-        version = candidate_version(load_run(out_dir).results, cell.route, cell.backbone, cell.protocol)
+        stored = load_run(out_dir).results
+        version = candidate_version(stored, cell.route, cell.backbone, cell.protocol)
         if version is not None:
-            from tasktune.registry import Registry
+            from tasktune.evaluation.results import cell_group
+            from tasktune.registry import Registry, RegistryError
 
+            # A reused cell was registered by an earlier run, maybe in another registry (or one since
+            # deleted): alias only the very adaptation that run registered, found by its run id.
+            runs = {
+                r.info.run_id for r in stored if cell_group(r) == (cell.route, cell.backbone, cell.protocol)
+            }
             with Registry(registry) as reg:
-                reg.set_alias(spec.name, "candidate", version)
-            console.print(
-                f"registry: {spec.name} v{version} is now 'candidate' ({registry})", highlight=False
-            )
+                try:
+                    here = reg.show(spec.name, version).manifest.run_id in runs
+                except RegistryError:
+                    here = False
+                if here:
+                    reg.set_alias(spec.name, "candidate", version)
+            if here:
+                console.print(
+                    f"registry: {spec.name} v{version} is now 'candidate' ({registry})", highlight=False
+                )
+            else:
+                console.print(
+                    f"[yellow]registry:[/] the recommended cell's adaptation (v{version}, registered by an "
+                    f"earlier run) is not in {registry}; rerun that cell with --fresh to register it here",
+                    highlight=False,
+                )
     reused = sum(o.reused for o in outcomes)
     console.print(
         f"{len(results)} cell(s) done ({reused} reused), {len(failures)} failed; results in {out_dir}",
