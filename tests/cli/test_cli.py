@@ -164,3 +164,18 @@ def test_candidate_is_only_the_adaptation_the_recommended_cell_registered(task_d
     assert "v1 is now 'candidate'" in capsys.readouterr().out
     with Registry(tmp_path / "a") as a, Registry(tmp_path / "b") as b:
         assert a.aliases("tiny") == {"candidate": 1} and b.aliases("tiny") == {}
+
+
+def test_path_device_k_and_registry_mistakes_are_one_message(task_dir, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    task = str(task_dir / "task.yaml")
+    cases = [
+        (["task", "check", task, "--json", str(tmp_path / "no" / "x.json")], "No such file or directory"),
+        (["task", "check", task, "--k", "-3"], "--k -3: expected K >= 1"),
+        (["run", task, "--routes", "majority", "--out", str(tmp_path / "afile")], "File exists"),
+        (["run", task, "--routes", "majority", "--device", "gpu0"], "device 'gpu0': expected auto"),
+        (["serve", "--registry", str(tmp_path)], "is not a registry"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv

@@ -2,6 +2,7 @@ import inspect
 
 from tasktune.cli import serve_cmd
 from tasktune.cli.main import main
+from tasktune.registry import Registry
 from tasktune.serving.settings import ServeSettings
 
 
@@ -20,7 +21,7 @@ def test_a_small_queue_can_be_served_once_requests_are_bounded_below_it(tmp_path
 
     started = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(kw))
-    (tmp_path / "reg").mkdir()
+    Registry(tmp_path / "reg").close()  # an empty registry: serve refuses a folder that is none
     base = ["serve", "--registry", str(tmp_path / "reg"), "--queue", "10", "--no-warmup"]
     assert main(base) == 2
     assert "max_texts (64) cannot exceed queue_rows (10)" in capsys.readouterr().err
@@ -32,7 +33,7 @@ def test_an_unusable_log_database_is_named_before_serving(tmp_path, capsys, monk
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: (_ for _ in ()).throw(AssertionError("served")))
-    (tmp_path / "reg").mkdir()
+    Registry(tmp_path / "reg").close()  # an empty registry: serve refuses a folder that is none
     url = "nosuchdb://admin:s3cret@db.example/tasktune"
     assert main(["serve", "--registry", str(tmp_path / "reg"), "--log-url", url]) == 2
     err = capsys.readouterr().err

@@ -44,7 +44,10 @@ def resolve_device(requested: str | None = None) -> DeviceChoice:
             return choice
     if requested == "cuda" and os.environ.get("LOCAL_RANK", "").isdigit():
         requested = f"cuda:{os.environ['LOCAL_RANK']}"  # accelerate launch / torchrun: one GPU per process
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise BackboneError(f"device {requested!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise BackboneError(f"device {requested!r} requested but CUDA is not available on this machine")

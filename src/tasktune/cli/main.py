@@ -52,6 +52,9 @@ def _root(
     )
 
 
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (0 ok, 2 user error)."""
     try:
@@ -61,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             return code
     except TaskTuneError as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        return 2
+    except _PATH_ERRORS as err:
+        # A path the user gave that cannot be read or written (an --out that is a file, a --json into a
+        # folder that does not exist): what and where, not a traceback.
+        if err.filename is None:
+            raise
+        where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
+        message = f"[bold red]error:[/] {err.strerror or err}: {where}"
+        err_console.print(message, highlight=False, soft_wrap=True)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("aborted")

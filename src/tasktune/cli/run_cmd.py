@@ -211,6 +211,10 @@ def run(
     spec = load_task(task_file)
     out_dir = out or Path("runs") / spec.name
     reg = None if no_registry else registry
+    if device is not None:  # a typo or an absent GPU: one message now, not a failure in every cell
+        from tasktune.backbones.device import resolve_device
+
+        resolve_device(device)
     outcome = run_cells(
         spec,
         routes=_split_csv(routes),

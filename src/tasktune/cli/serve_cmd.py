@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -104,6 +105,16 @@ def serve(
         raise TaskTuneError(f"invalid serve settings: {problems}") from None
     if not registry.is_dir():
         raise TaskTuneError(f"registry folder {registry} does not exist (run `tasktune run` first)")
+    # Any folder would do as a registry (an empty one gets created): a typo must not serve nothing.
+    from tasktune.registry.store import URL_ENV
+
+    if not (registry / "registry.db").is_file() and not (
+        os.environ.get(URL_ENV) and (registry / "artifacts").is_dir()
+    ):
+        raise TaskTuneError(
+            f"{registry} is not a registry (no registry.db in it); give the folder `tasktune run --registry` "
+            "wrote, or set TASKTUNE_REGISTRY_URL for a shared database"
+        )
     from tasktune.serving.monitor import PredictionLog
 
     PredictionLog(settings.log_target).close()  # a bad URL or an unreachable database: say so before serving

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from tasktune.cli.console import console
+from tasktune.errors import TaskTuneError
 from tasktune.task.check import CheckReport, check_task
 from tasktune.task.protocols import DEFAULT_K
 from tasktune.task.spec import load_task
@@ -79,6 +80,8 @@ def check(
             ],
             "length_unit": f"{backbone} tokens",
         }
+    if k < 0:
+        raise TaskTuneError(f"--k {k}: expected K >= 1 per class, or 0 not to check the few-shot protocol")
     report = check_task(spec, k=k or None, allow_hub=allow_hub, **kwargs)
     render_check(report)
     if json_out:
