@@ -85,3 +85,16 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
 @pytest.fixture
 def soft_prompt_factory(registry: Registry) -> Callable[..., int]:
     return lambda task="sentiment", **kw: save_soft_prompt(registry, task, **kw)
+
+
+def write_tar(out: Path, members: dict[str, bytes]) -> Path:
+    """A .tar.gz of ``members`` (name -> bytes) in the given order: hand-made archives for import tests."""
+    import io
+    import tarfile
+
+    with tarfile.open(out, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out

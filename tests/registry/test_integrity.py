@@ -3,15 +3,13 @@ refused before they are read."""
 
 from __future__ import annotations
 
-import io
 import pickle
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from tasktune.registry import IntegrityError, Registry, RegistryError
-from tests.registry.conftest import save_prompt, save_soft_prompt
+from tests.registry.conftest import save_prompt, save_soft_prompt, write_tar
 
 
 class _MarkerPayload:
@@ -105,13 +103,7 @@ def test_unlisted_json_file_is_refused(registry: Registry):
 
 
 def _archive_with(tmp_path: Path, members: dict[str, bytes], manifest: bytes) -> Path:
-    out = tmp_path / "evil.tar.gz"
-    with tarfile.open(out, "w:gz") as tar:
-        for name, data in {"manifest.json": manifest, **members}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out
+    return write_tar(tmp_path / "evil.tar.gz", {"manifest.json": manifest, **members})
 
 
 def test_import_refuses_pickle_members_and_bad_hashes(registry: Registry, tmp_path):

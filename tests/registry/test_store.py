@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tasktune.registry import KINDS, Registry, RegistryError, UnsafeNameError
-from tests.registry.conftest import identity, save_prompt, save_soft_prompt
+from tests.registry.conftest import identity, save_prompt, save_soft_prompt, write_tar
 
 
 def test_round_trip_keeps_tensors_json_and_provenance(registry: Registry):
@@ -220,7 +220,6 @@ def test_an_import_keeps_lineage_only_to_the_very_parent(registry: Registry, tmp
 def _rewritten(archive, out, change_manifest=None, files=None):
     """A hand-made archive: ``archive``'s members with some replaced, the manifest's hashes made to match."""
     import hashlib
-    import io
     import json
     import tarfile
 
@@ -233,12 +232,7 @@ def _rewritten(archive, out, change_manifest=None, files=None):
     }
     (change_manifest or (lambda m: None))(manifest)
     members["manifest.json"] = json.dumps(manifest).encode()
-    with tarfile.open(out, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out
+    return write_tar(out, members)
 
 
 def test_an_import_is_held_to_the_rules_save_enforces(registry: Registry, tmp_path):
