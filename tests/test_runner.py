@@ -231,7 +231,7 @@ def test_a_finished_cell_is_reused_only_with_the_same_inputs(task_dir, tmp_path)
 
     write_jsonl(task_dir / "train.jsonl", make_rows(40)[:-2])  # the data changed under the same name
     edited = run_matrix(spec, k=4, **common)
-    assert edited.reused == 0 and any("the data of 'train' changed" in w for w in edited.warnings)
+    assert edited.reused == 0 and any("the data of 'train' differs" in w for w in edited.warnings)
     assert cell.with_name(cell.name + ".stale-2").is_file()  # the earlier .stale is not overwritten
 
     words = tuple(lbl.model_copy(update={"words": (lbl.name + "ish",)}) for lbl in spec.labels)
@@ -367,3 +367,31 @@ def test_the_manifest_counts_the_labelled_examples_the_full_split_uses(tmp_path)
     )
     used = out.results[0].info.labelled_examples
     assert json.loads((tmp_path / "run" / "run.json").read_text())["train_size"] == used
+
+
+def test_a_split_added_for_something_else_leaves_finished_cells_valid(task_dir, tmp_path):
+    from tests.conftest import write_jsonl
+
+    out = tmp_path / "run"
+    run_matrix(load_task(task_dir / "task.yaml"), route_names=["majority"], protocol="full", out_dir=out)
+    write_jsonl(task_dir / "other.jsonl", [{"text": "x", "label": "positive"}])
+    text = (task_dir / "task.yaml").read_text().replace("data:\n", "data:\n  other: {path: other.jsonl}\n")
+    (task_dir / "task.yaml").write_text(text)
+    spec = load_task(task_dir / "task.yaml")
+    again = run_matrix(spec, route_names=["majority"], protocol="full", out_dir=out)
+    assert again.reused == 1 and not any("stale" in w for w in again.warnings)
+
+
+def test_numbers_are_names_where_labels_are_named_by_numbers(tmp_path):
+    """0 and 1 against labels "1" and "2" would otherwise both be the first label (0 by position, 1 by
+    name): a silent merge of two classes. A number that names no label is refused instead."""
+    from tasktune.errors import DataError
+    from tasktune.task.data import load_split
+    from tests.conftest import write_jsonl
+
+    write_jsonl(tmp_path / "train.jsonl", [{"text": "a", "label": 0}, {"text": "b", "label": 1}])
+    (tmp_path / "task.yaml").write_text(
+        'name: stars\nlabels: ["1", "2"]\ndata:\n  train: {path: train.jsonl}\n'
+    )
+    with pytest.raises(DataError, match="unknown label"):
+        load_split(load_task(tmp_path / "task.yaml"), "train")

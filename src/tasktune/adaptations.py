@@ -93,13 +93,13 @@ def register_fitted(
     return version, registry.show(task.name, version).bytes
 
 
-def candidate_version(
+def candidate_result(
     results: list[RunResult], route: str, backbone: str | None, protocol: str
-) -> int | None:
-    """The registry version to alias ``candidate`` for a recommended (route, backbone, protocol) cell:
-    of its seeds, the one with the best *dev* score of the weights it stored (never chosen on test),
-    else the first seed. After WiSE-FT the stored weights are the interpolated ones, so their dev score
-    (``interpolated_dev``) counts, not the best training step's."""
+) -> RunResult | None:
+    """The seed whose registered version to alias ``candidate`` for a recommended (route, backbone,
+    protocol) cell: of its seeds, the one with the best *dev* score of the weights it stored (never
+    chosen on test), else the first seed. After WiSE-FT the stored weights are the interpolated ones,
+    so their dev score (``interpolated_dev``) counts, not the best training step's."""
 
     cell = [
         r
@@ -114,5 +114,12 @@ def candidate_version(
         metric = r.info.route_config.get("selected_on") or "accuracy"
         return float(dev.get(metric, dev.get("accuracy", float("-inf"))))
 
-    chosen = max(sorted(cell, key=lambda r: r.info.seed), key=dev_score)
-    return int(chosen.info.route_config["registry_version"])
+    return max(sorted(cell, key=lambda r: r.info.seed), key=dev_score)
+
+
+def candidate_version(
+    results: list[RunResult], route: str, backbone: str | None, protocol: str
+) -> int | None:
+    """The registry version :func:`candidate_result` registered, or None."""
+    chosen = candidate_result(results, route, backbone, protocol)
+    return None if chosen is None else int(chosen.info.route_config["registry_version"])

@@ -262,10 +262,13 @@ class CellInputs:
         found = []
         if info.split != self.split:
             found.append(f"it was evaluated on {info.split!r}, this run evaluates on {self.split!r}")
-        names = sorted(set(info.data_hashes) | set(self.data_hashes))
-        changed = [n for n in names if info.data_hashes.get(n) != self.data_hashes.get(n)]
+        # The splits this cell reads (train, dev, the evaluated one): a split added to the task for
+        # something else leaves its results valid.
+        changed = [n for n in sorted(self.data_hashes) if info.data_hashes.get(n) != self.data_hashes[n]]
         if changed:
-            found.append(f"the data of {', '.join(repr(n) for n in changed)} changed since")
+            found.append(
+                f"the data of {', '.join(repr(n) for n in changed)} differs (changed or added since)"
+            )
         if info.labelled_examples is not None and info.labelled_examples != self.labelled_examples:
             found.append(
                 f"it used {info.labelled_examples} labelled examples, this run {self.labelled_examples} "
@@ -393,6 +396,7 @@ def run_matrix(
             route_options=route_options,
         )
     data_hashes = {n: s.content_hash() for n, s in splits.items()}
+    used_hashes = {n: h for n, h in data_hashes.items() if n in ("train", "dev", eval_split)}
     inputs_hash = spec.inputs_hash()
     backbones: dict[str, Backbone] = {}
     total = sum(len(backbone_names) if r.needs_backbone else 1 for r in route_objs) * len(seeds)
@@ -413,7 +417,7 @@ def run_matrix(
                 started += 1
                 ps = per_seed[seed]
                 if path.is_file() and not fresh:
-                    expected = CellInputs(eval_split, data_hashes, len(ps.train) + len(ps.dev), inputs_hash)
+                    expected = CellInputs(eval_split, used_hashes, len(ps.train) + len(ps.dev), inputs_hash)
                     cached = reuse_cell(path, outcome, expected)
                     if cached is not None:
                         if is_main_process():  # checkpoints a crash left after the result was kept

@@ -49,3 +49,17 @@ def test_mismatch_is_refused_before_tensors_are_read(registry: Registry, monkeyp
     monkeypatch.setattr(safetensors.torch, "load_file", boom)
     with pytest.raises(BackboneMismatchError):
         registry.load("sentiment", 1, expect_backbone=identity(hidden_size=16))
+
+
+def test_tensors_that_record_no_backbone_are_refused_where_one_is_expected():
+    """Such a manifest can only come from an import made before imports were checked; the registry must
+    still list it (reads of every version parse it), and loading it onto a backbone is refused."""
+    from tasktune.registry.artifact import check_backbone
+    from tasktune.registry.manifest import Manifest
+
+    files = {"weights.safetensors": {"sha256": "0" * 64, "bytes": 1}}
+    bare = Manifest(kind="soft-prompt", task="t", backbone=None, route="r", created="now", files=files)
+    with pytest.raises(BackboneMismatchError, match="records no backbone"):
+        check_backbone(bare, identity(), "t v1")
+    text = bare.model_copy(update={"kind": "prompt", "files": {"p.json": {"sha256": "0" * 64, "bytes": 1}}})
+    check_backbone(text, identity(), "t v1")  # a text prompt fits any backbone

@@ -103,3 +103,17 @@ def test_a_changed_run_length_keeps_the_defaults_number_of_evaluations():
     assert route.options("full", 13, 60_000, "encoder", {"train.lr": 1e-5}).train.eval_every == (
         defaults.train.eval_every
     )
+
+
+def test_an_eval_every_named_with_a_run_length_is_kept_at_its_default_value():
+    """Left out as 'equal to the default', the interval would be rescaled to the new run length at fit
+    time: not what the user asked for."""
+    from tasktune.routes import get_route
+    from tasktune.routes.overrides import effective
+
+    route = get_route("prompt_tuning")
+    defaults = route.options("few", 13, 32, "causal", {})
+    asked = {"train.max_steps": 1000, "train.eval_every": defaults.train.eval_every}
+    kept = effective(route.options("few", 13, 32, "causal", asked), defaults, asked)
+    assert kept == asked
+    assert route.options("few", 13, 32, "causal", kept).train.eval_every == defaults.train.eval_every

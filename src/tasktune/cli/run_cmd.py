@@ -105,7 +105,7 @@ def run_cells(
 def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: Path | None) -> bool:
     """Compare every result in the run folder, print the table and the recommendation, write the
     report, alias the recommended adaptation ``candidate``. Returns whether any cell failed."""
-    from tasktune.adaptations import candidate_version
+    from tasktune.adaptations import candidate_result
     from tasktune.cli.report_cmd import print_comparison
     from tasktune.report.build import build_report
     from tasktune.report.load import load_run
@@ -133,20 +133,16 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
     if registry is not None and choice is not None:
         cell = paths.comparison.cell(choice)
         # The recommendation covers the whole folder (earlier runs too), so look there for the version.
-        stored = load_run(out_dir).results
-        version = candidate_version(stored, cell.route, cell.backbone, cell.protocol)
-        if version is not None:
-            from tasktune.evaluation.results import cell_group
+        chosen = candidate_result(load_run(out_dir).results, cell.route, cell.backbone, cell.protocol)
+        if chosen is not None:
             from tasktune.registry import Registry, RegistryError
 
+            version = int(chosen.info.route_config["registry_version"])
             # A reused cell was registered by an earlier run, maybe in another registry (or one since
-            # deleted): alias only the very adaptation that run registered, found by its run id.
-            runs = {
-                r.info.run_id for r in stored if cell_group(r) == (cell.route, cell.backbone, cell.protocol)
-            }
+            # deleted): alias only the very adaptation that seed registered, found by its run id.
             with Registry(registry) as reg:
                 try:
-                    here = reg.show(spec.name, version).manifest.run_id in runs
+                    here = reg.show(spec.name, version).manifest.run_id == chosen.info.run_id
                 except RegistryError:
                     here = False
                 if here:

@@ -54,8 +54,13 @@ class VersionInfo:
 def check_backbone(manifest: Manifest, expected: BackboneIdentity, where: str) -> None:
     """R8: refuse an adaptation made for another backbone, naming each differing field."""
     stored = manifest.backbone_identity
-    if stored is None:  # a text prompt is not bound to weights
+    if stored is None and manifest.kind == "prompt":  # a text prompt is not bound to weights
         return
+    if stored is None:  # tensors without the backbone they fit (an archive imported before imports checked)
+        raise BackboneMismatchError(
+            f"{where} ({manifest.kind}) records no backbone, so nothing says its tensors fit "
+            f"{expected.name!r}"
+        )
     problems = stored.mismatches(expected)
     if problems:
         raise BackboneMismatchError(

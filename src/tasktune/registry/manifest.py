@@ -41,7 +41,6 @@ from pydantic import (
     JsonValue,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from tasktune.backbones.identity import BackboneIdentity
@@ -107,14 +106,6 @@ class Manifest(_Strict):
             if name == MANIFEST_NAME:
                 raise ValueError(f"{MANIFEST_NAME!r} cannot list itself")
         return v
-
-    @model_validator(mode="after")
-    def _backbone_for_tensors(self) -> Manifest:
-        # Text prompts work on any backbone; tensors are only meaningful on the one they were made on,
-        # and a manifest without it would slip past every backbone check at load.
-        if self.kind != "prompt" and self.backbone is None:
-            raise ValueError(f"a {self.kind} artifact must record its backbone identity")
-        return self
 
     @property
     def backbone_identity(self) -> BackboneIdentity | None:

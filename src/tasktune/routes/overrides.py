@@ -150,4 +150,10 @@ def effective(chosen: BaseModel, defaults: BaseModel, overrides: Mapping[str, An
     """The user's settings as the options model holds them (``"1e-4"`` read as 0.0001), less those equal
     to the defaults: what names a run's cell, so one setting written two ways is one cell."""
     got, base = flatten(chosen.model_dump(mode="json")), flatten(defaults.model_dump(mode="json"))
-    return {k: got[k] for k in sorted(flatten(overrides)) if k in got and got[k] != base.get(k)}
+    named = flatten(overrides)
+    # An eval_every named with a run length is kept even at its default value: without it the route
+    # would rescale the interval to the new length (apply_overrides), which is not what was asked.
+    pinned = (
+        {"train.eval_every"} if "train.eval_every" in named and any(k in named for k in RUN_LENGTH) else set()
+    )
+    return {k: got[k] for k in sorted(named) if k in got and (got[k] != base.get(k) or k in pinned)}

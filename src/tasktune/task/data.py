@@ -234,19 +234,21 @@ def _is_int(text: str) -> bool:
 
 def _label_of(value: object, label_index: dict[str, int], *, cells_are_text: bool) -> int | None:
     """A raw label's index, or None. A label's name wins: with labels named "1" and "2" (Yelp's stars,
-    AG News' classes), 1 is the label named "1", not the one at position 1. A whole number that names
-    no label is a position in the task's labels. A CSV's cells are all text, so there "0" is a number."""
+    AG News' classes), 1 is the label named "1", not the one at position 1; and where labels are named by
+    numbers, numbers are names only (0 and 1 against labels "1" and "2" would otherwise both read as the
+    first label). Otherwise a whole number is a position in the task's labels. A CSV's cells are all
+    text, so there "0" is a number."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int) and str(value) in label_index:
-        return label_index[str(value)]
+    name = value if isinstance(value, str) else str(value) if isinstance(value, int) else None
+    if name is not None and name in label_index:
+        return label_index[name]
+    numeric_names = any(_is_int(n) for n in label_index)
     if isinstance(value, str):
-        if value in label_index:
-            return label_index[value]
-        if not (cells_are_text and _is_int(value)):
+        if numeric_names or not (cells_are_text and _is_int(value)):
             return None
         value = int(value)
-    if isinstance(value, int) and 0 <= value < len(label_index):
+    if isinstance(value, int) and not numeric_names and 0 <= value < len(label_index):
         return value
     return None
 
