@@ -372,3 +372,23 @@ def test_a_version_unloaded_while_it_is_activated_is_not_made_active(stub):
     with pytest.raises(ServingError, match="unloaded while activating"):
         pool.activate("sentiment", 2)
     assert pool.routing["sentiment"].active == 1 and pool.active("sentiment").version == 1
+
+
+def test_feedback_after_a_restart_reads_the_versions_labels_from_the_registry(tmp_path, stub):
+    from tasktune.registry import Registry
+    from tasktune.serving.pool import RegistryLoader
+    from tests.serving.stubs import spec
+
+    pool, loader = stub
+    with pytest.raises(ServingError, match="not been served since this server started"):
+        pool.spec_of("sentiment", 7)
+    loader.task_spec = lambda task, version: spec(task, ("positive", "negative"))
+    assert pool.spec_of("sentiment", 7).label_names == ["positive", "negative"]
+    # The registry loader reads task.json alone (verified, no tensors).
+    settings = settings_for(tmp_path)
+    definition = spec("sentiment", ("positive", "negative")).definition()
+    with Registry(settings.registry) as reg:
+        reg.save("sentiment", "prompt", backbone=None, route="p", json_files={"task.json": definition})
+    registry_loader = RegistryLoader(settings)
+    assert registry_loader.task_spec("sentiment", 1).label_names == ["positive", "negative"]
+    assert registry_loader.task_spec("sentiment", 2) is None

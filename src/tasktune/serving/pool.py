@@ -197,6 +197,12 @@ class ModelPool:
         order or name their labels differently), for feedback on it."""
         with self._lock:
             spec = self.specs.get((task, version))
+        read = getattr(self._load, "task_spec", None)
+        if spec is None and read is not None:  # served before a restart: its task.json in the registry
+            spec = read(task, version)
+            if spec is not None:
+                with self._lock:
+                    self.specs[(task, version)] = spec
         if spec is None:
             raise ServingError(
                 409,
@@ -292,6 +298,29 @@ class RegistryLoader:
             if scorer is not None:
                 return scorer
         return restore_scorer(artifact, backbone)
+
+    def task_spec(self, task: str, version: int) -> TaskSpec | None:
+        """A version's task definition from its verified task.json alone (no tensors loaded): the labels
+        feedback on its logged predictions names. None when the registry has no such version or file."""
+        import json
+
+        from tasktune.adaptations import TASK_FILE
+        from tasktune.registry import Registry, RegistryError
+        from tasktune.registry.files import verify_file
+        from tasktune.task.spec import parse_task
+
+        try:
+            with Registry(self.settings.registry) as reg:
+                info = reg.show(task, version)
+                folder, manifest = reg.check_version(info)
+                entry = manifest.files.get(TASK_FILE)
+                if entry is None:
+                    return None
+                verify_file(folder / TASK_FILE, entry.sha256, entry.bytes)
+                data = json.loads((folder / TASK_FILE).read_bytes())
+        except RegistryError:
+            return None
+        return parse_task(data, source=f"{task} v{version}: {TASK_FILE}")
 
     def __call__(self, task: str, ref: str | int) -> Served:
         from tasktune.adaptations import REFERENCE_FILE
