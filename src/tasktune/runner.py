@@ -149,7 +149,6 @@ def write_run_manifest(
     """``<out>/run.json``: the task as run (labels, constraints, data sources), so that a report can be
     regenerated from the run folder alone, without the task file or the data."""
     import json
-    import os
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / RUN_MANIFEST
@@ -164,12 +163,9 @@ def write_run_manifest(
         "warnings": list(warnings),  # what `task check` would say about this data (imbalance, leakage)
         "route_options": {r: dict(o) for r, o in (route_options or {}).items()},  # the user's settings
     }
-    tmp = path.with_suffix(".json.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=1))
-        fh.flush()
-        os.fsync(fh.fileno())  # a report is rebuilt from this file: it must survive a power cut whole
-    tmp.replace(path)
+    from tasktune.fsutil import write_text_atomically
+
+    write_text_atomically(path, json.dumps(data, indent=1))  # a report is rebuilt from this file alone
     return path
 
 

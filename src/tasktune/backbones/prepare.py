@@ -23,6 +23,7 @@ from pathlib import Path
 from tasktune.backbones.catalog import EmbeddedBackbone
 from tasktune.backbones.identity import file_sha256
 from tasktune.errors import BackboneError
+from tasktune.fsutil import write_text_atomically
 from tasktune.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def cached_folder(backbone: EmbeddedBackbone) -> Path | None:
         log.info("%s: %s changed since it was converted; converting again", backbone.name, source)
         return None
     with contextlib.suppress(OSError):  # a read-only cache still works, it just hashes again next time
-        _write_json_atomically(marker, _source_meta(backbone, source, digest))
+        write_text_atomically(marker, json.dumps(_source_meta(backbone, source, digest), indent=2))
     return folder
 
 
@@ -155,9 +156,3 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _write_json_atomically(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
