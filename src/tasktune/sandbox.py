@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -24,6 +24,12 @@ _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_ne
 
 class UnsafeTemplateError(ValueError):
     pass
+
+
+# What a prompt's templates are rendered with (routes/prompting/template.py): every template gets the
+# task's wording; the input template also gets the user's text, which is placed verbatim.
+PROMPT_VARIABLES = frozenset({"description", "labels", "label_words", "label_list"})
+USER_TEXT_VARIABLES = frozenset({"text", "text_pair"})
 
 
 # Filters that look an attribute up by a name given as an argument: the first positional argument of
@@ -80,6 +86,49 @@ def check_template(source: str) -> None:
             isinstance(p, nodes.Const) and isinstance(p.value, str) and p is not arg for p in parts
         ):
             _refuse("indexes with a computed name or key; use a constant, a variable or arithmetic")
+
+
+@lru_cache(maxsize=512)  # the prompt search builds many configs from a few templates
+def check_prompt_template(source: str, *, is_input: bool) -> None:
+    """``check_template`` plus the variables a prompt's template may use (``is_input``: the input
+    template, which must place ``{{ text }}``)."""
+    check_template(source)
+    if is_input:
+        check_variables(source, PROMPT_VARIABLES, verbatim=USER_TEXT_VARIABLES, required="text")
+    else:
+        check_variables(source, PROMPT_VARIABLES)
+
+
+def check_variables(
+    source: str, known: frozenset[str], *, verbatim: frozenset[str] = frozenset(), required: str | None = None
+) -> None:
+    """Refuse a (parsing) template that names a variable rendering will not supply, that lacks
+    ``required``, or that puts a ``verbatim`` variable anywhere but alone in ``{{ ... }}`` or as an
+    ``{% if %}`` test. Verbatim variables hold user text, which enters after rendering through a
+    placeholder (see routes/prompting/template.py): a filter such as ``{{ text | lower }}`` would act
+    on the placeholder and silently not on the text, so it is refused here rather than ignored."""
+    tree = _ENV.parse(source)
+    names = meta.find_undeclared_variables(tree) - set(_ENV.globals)
+    unknown = sorted(names - known - verbatim)
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        _refuse(f"uses {listed}, which is not a variable here; known: {sorted(known | verbatim)}")
+    if required is not None and required not in names:
+        _refuse(f"must place the input with {{{{ {required} }}}}")
+    allowed: set[int] = set()
+    for out in tree.find_all(nodes.Output):
+        allowed |= {id(n) for n in out.nodes if isinstance(n, nodes.Name)}
+    for cond in tree.find_all((nodes.If, nodes.CondExpr)):
+        test = cond.test.node if isinstance(cond.test, nodes.Not) else cond.test
+        test = test.node if isinstance(test, nodes.Test) and test.name in ("none", "defined") else test
+        allowed.add(id(test))
+    for name in tree.find_all(nodes.Name):
+        if name.name in verbatim and id(name) not in allowed:
+            _refuse(
+                f"uses {name.name!r} inside an expression (a filter, test or operation on it): the input is "
+                f"placed verbatim where {{{{ {name.name} }}}} stands and nothing would be applied to it; "
+                f"write {{{{ {name.name} }}}} alone"
+            )
 
 
 @lru_cache(maxsize=256)

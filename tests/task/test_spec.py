@@ -86,3 +86,14 @@ def test_example_task_files_load():
         spec = load_task(f)
         assert spec.num_labels >= 2
         assert "test" in spec.data
+
+
+def test_prompt_hint_templates_are_checked_like_prompt_templates():
+    bad = {**BASE, "prompt": {"input_template": "Review: {{ review }}"}}
+    with pytest.raises(TaskFileError, match="'review', which is not a variable here"):
+        parse_task(bad)
+    with pytest.raises(TaskFileError, match="must place the input"):
+        parse_task({**BASE, "prompt": {"input_template": "Review:"}})  # was accepted: no text shown
+    with pytest.raises(TaskFileError, match="inside an expression"):
+        parse_task({**BASE, "prompt": {"input_template": "{{ text | lower }}"}})
+    assert parse_task({**BASE, "prompt": {"input_template": "Review: {{ text }}"}}).prompt.input_template

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tasktune.errors import TaskFileError
-from tasktune.sandbox import check_template
+from tasktune.sandbox import check_prompt_template
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -121,9 +121,9 @@ class PromptHint(_Strict):
 
     @field_validator("instruction", "input_template", "cue")
     @classmethod
-    def _safe(cls, v: str | None) -> str | None:
+    def _safe(cls, v: str | None, info) -> str | None:
         if v is not None:
-            check_template(v)
+            check_prompt_template(v, is_input=info.field_name == "input_template")
         return v
 
 

@@ -98,3 +98,48 @@ def test_broken_template_is_refused():
 def test_input_template_must_place_text():
     with pytest.raises(ValidationError, match="text"):
         PromptConfig(input_template="Review:")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Review: {{ text | lower }}",  # acted on the placeholder: the text was left as it was
+        "Review: {{ text|truncate(20) }}",
+        "Review: {{ text[:100] }}",
+        "Review: {{ text ~ '!' }}",
+        "{% set t = text %}Review: {{ t }}",
+        "{{ text }} / {{ text_pair | upper }}",
+    ],
+)
+def test_an_expression_on_the_user_text_is_refused_not_ignored(template):
+    with pytest.raises(ValidationError, match="inside an expression"):
+        PromptConfig(input_template=template)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Review: {{ text }}",
+        "{{ text }}{% if text_pair %}\nSecond: {{ text_pair }}{% endif %}",
+        "{{ text }}{% if text_pair is not none %} | {{ text_pair }}{% endif %}",
+        "{{ description }}: {{ text }} ({{ label_list }})",
+    ],
+)
+def test_user_text_alone_or_as_a_condition_is_accepted(template):
+    PromptConfig(input_template=template)
+
+
+def test_a_variable_rendering_does_not_supply_is_refused_when_registered():
+    # Each failed at render time, inside a run, with jinja's "'review' is undefined".
+    with pytest.raises(ValidationError, match="'review', which is not a variable here"):
+        PromptConfig(input_template="Review: {{ review }}")
+    with pytest.raises(ValidationError, match="'text', which is not a variable here"):
+        PromptConfig(instruction="Classify {{ text }}")  # the input goes in the input template only
+    with pytest.raises(ValidationError, match=r"must place the input with \{\{ text \}\}"):
+        PromptConfig(input_template="Context: {{ description }}")  # 'text' is in the string, not used
+
+
+def test_every_variable_the_checker_allows_is_one_the_renderer_supplies(task):
+    from tasktune.sandbox import PROMPT_VARIABLES
+
+    assert set(PromptRenderer(PromptConfig(), task).variables) == PROMPT_VARIABLES

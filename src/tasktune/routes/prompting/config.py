@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tasktune.errors import TaskFileError
-from tasktune.sandbox import check_template
+from tasktune.sandbox import check_prompt_template
 
 Calibration = Literal["none", "contextual", "mean"]
 
@@ -41,15 +41,8 @@ class PromptConfig(BaseModel):
 
     @field_validator("instruction", "input_template", "cue", "separator")
     @classmethod
-    def _safe_template(cls, v: str) -> str:
-        check_template(v)
-        return v
-
-    @field_validator("input_template")
-    @classmethod
-    def _uses_text(cls, v: str) -> str:
-        if "text" not in v:
-            raise ValueError("input_template must place the input with {{ text }}")
+    def _safe_template(cls, v: str, info) -> str:
+        check_prompt_template(v, is_input=info.field_name == "input_template")
         return v
 
     def to_yaml(self) -> str:
