@@ -91,3 +91,49 @@ def test_an_unusable_database_is_a_clear_error(tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(TaskTuneError, match="a-file"):
         PredictionLog(tmp_path / "a-file" / "log.sqlite")
+
+
+def test_pruning_deletes_old_predictions_with_their_feedback_and_keeps_the_rest(tmp_path):
+    log = PredictionLog(tmp_path / "log.sqlite")
+    try:
+        log.log("old", "sst2", 1, None, _rows(3), latency_ms=1.0, ts=100.0)
+        log.log("new", "sst2", 1, None, _rows(2), latency_ms=1.0, ts=200.0)
+        log.feedback("old", {0: 1, 1: 0})
+        log.feedback("new", {0: 0})
+        assert log.prune(before=150.0) == 3
+        assert log.count() == 2 and log.prediction("old") is None
+        # The old request's feedback went with it: live accuracy is the retained window's.
+        assert log.live_accuracy() == [{"task": "sst2", "version": 1, "n_feedback": 1, "correct": 0}]
+        assert log.prune(before=150.0) == 0  # nothing older is left
+    finally:
+        log.close()
+
+
+def test_a_server_with_retention_prunes_at_start(tmp_path, stub):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from tasktune.serving.app import create_app
+    from tests.serving.conftest import _wait_ready, settings_for
+
+    settings = settings_for(tmp_path, log_retention_days=1.0)
+    seed = PredictionLog(settings.log_target)
+    seed.log("stale", "sentiment", 1, None, _rows(2), latency_ms=1.0, ts=time.time() - 2 * 86400)
+    seed.log("fresh", "sentiment", 1, None, _rows(1), latency_ms=1.0, ts=time.time() - 3600)
+    seed.close()
+    with TestClient(create_app(settings, pool=stub[0])) as c:
+        _wait_ready(c)
+        check = PredictionLog(settings.log_target)
+        try:
+            end = time.monotonic() + 10
+            while check.prediction("stale") is not None and time.monotonic() < end:
+                time.sleep(0.02)
+            assert check.prediction("stale") is None and check.prediction("fresh") is not None
+        finally:
+            check.close()
+
+
+def test_retention_must_be_positive():
+    with pytest.raises(ValueError, match="log_retention_days"):
+        ServeSettings(log_retention_days=0)

@@ -68,6 +68,11 @@ def serve(
     log_predictions: bool = _opt(
         "log_predictions", "--log-predictions/--no-log-predictions", "Keep every prediction (monitoring)."
     ),
+    log_retention_days: float = _opt(
+        "log_retention_days",
+        "--log-retention-days",
+        "Delete predictions (and their feedback) older than this many days (default: keep all).",
+    ),
     drift_window: int = _opt("drift_window", "--drift-window", "Latest predictions compared for drift."),
     drift_alpha: float = _opt("drift_alpha", "--drift-alpha", "Significance level of the drift test."),
     drift_min_live: int = _opt(

@@ -76,6 +76,23 @@ def _initial_load(state: ServerState) -> None:
         state.pool.activate(task, ref)
 
 
+PRUNE_EVERY_S = 3600.0
+
+
+async def _prune_log(state: ServerState) -> None:
+    """Keep the prediction log to ``log_retention_days``: at start, then every ``PRUNE_EVERY_S``. A
+    failed pass (a locked or unreachable database) is logged and tried again at the next one."""
+    days = state.settings.log_retention_days
+    while True:
+        try:
+            gone = await anyio.to_thread.run_sync(state.log.prune, time.time() - days * 86400)
+            if gone:
+                log.info("prediction log: %d predictions older than %g days deleted", gone, days)
+        except Exception as err:  # noqa: BLE001 - retention must never stop the server
+            log.warning("prediction log: pruning failed (%s); trying again later", err)
+        await asyncio.sleep(PRUNE_EVERY_S)
+
+
 async def _warm_up(state: ServerState) -> None:
     """One request per task through the whole path (queue, batch, forward) before saying ready."""
     for task in state.pool.tasks():
@@ -115,7 +132,10 @@ def create_app(settings: ServeSettings, *, pool: ModelPool | None = None) -> Fas
         state.log = PredictionLog(settings.log_target)
         batcher.start()
         loading = asyncio.create_task(load_then_ready())
+        pruning = asyncio.create_task(_prune_log(state)) if settings.log_retention_days else None
         yield
+        if pruning is not None:
+            pruning.cancel()
         # Graceful shutdown (R16): the server has stopped accepting and waited for in-flight requests;
         # finish anything still queued, then close the log.
         state.ready, state.not_ready_reason = False, "shutting down"

@@ -249,6 +249,17 @@ class PredictionLog:
                 counts[label] = int(n)
         return counts
 
+    def prune(self, before: float) -> int:
+        """Delete the predictions logged before ``before`` (a Unix time) and the feedback on them;
+        returns how many predictions went. In one transaction, so a reader never sees feedback
+        without its prediction."""
+        p, f = predictions.c, feedback.c
+        old = select(p.request_id).where(p.ts < before)
+        with db.write_tx(self.engine, serialise=False) as conn:
+            # By request: a request's items share one ts, so all of a request goes or none.
+            conn.execute(feedback.delete().where(f.request_id.in_(old)))
+            return int(conn.execute(predictions.delete().where(p.ts < before)).rowcount or 0)
+
     def count(self) -> int:
         with db.read_tx(self.engine) as conn:
             return int(conn.execute(select(func.count()).select_from(predictions)).scalar_one())

@@ -48,6 +48,9 @@ class ServeSettings(BaseModel):
     # A database URL instead (e.g. PostgreSQL shared by several replicas); default $TASKTUNE_LOG_URL.
     log_url: str | None = Field(default=None, repr=False)  # may carry a password
     log_predictions: bool = True
+    # Days a prediction (and the feedback on it) is kept; None: forever. Checked at start and hourly.
+    # Live accuracy, drift and A/B statistics then cover the retained window only.
+    log_retention_days: float | None = Field(None, gt=0)
 
     # Monitoring.
     drift_window: int = Field(500, ge=10)  # latest predictions of the active version compared
