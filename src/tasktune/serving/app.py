@@ -88,7 +88,7 @@ async def _prune_log(state: ServerState) -> None:
             gone = await anyio.to_thread.run_sync(state.log.prune, time.time() - days * 86400)
             if gone:
                 log.info("prediction log: %d predictions older than %g days deleted", gone, days)
-        except Exception as err:  # noqa: BLE001 - retention must never stop the server
+        except Exception as err:  # retention must never stop the server
             log.warning("prediction log: pruning failed (%s); trying again later", err)
         await asyncio.sleep(PRUNE_EVERY_S)
 
