@@ -41,3 +41,27 @@ def test_length_buckets_return_each_request_its_own_rows_in_order():
     assert sorted(len(t) for p in scorer.passes for t in p) == sorted(map(len, texts))
     shortest_pass = min(scorer.passes, key=lambda p: max(map(len, p)))
     assert max(map(len, shortest_pass)) <= 13  # the 5-13 character rows were not padded to 400
+
+
+class UnloadedScorer(StubScorer):
+    def predict_proba(self, batch):
+        from tasktune.serving.shared_lora import AdapterUnloadedError
+
+        raise AdapterUnloadedError("LoRA adapter(s) ['t-v2'] are no longer loaded (the version was unloaded)")
+
+
+def test_a_request_racing_an_unload_is_a_conflict_not_a_bad_input():
+    import pytest
+
+    from tasktune.serving.errors import ServingError
+
+    served = Served("sentiment", 2, "lora", "lora", spec(), UnloadedScorer(), "stub", reference())
+    batcher = MicroBatcher(max_batch=4, wait_s=0.0, capacity_rows=100)
+    batcher.start()
+    try:
+        future = batcher.submit(served, [Example("fine", 0)], time.monotonic() + 60)
+        with pytest.raises(ServingError) as err:
+            future.result(10)
+    finally:
+        batcher.stop(5)
+    assert (err.value.status, err.value.type) == (409, "version_unloaded")  # was 422 cannot_predict

@@ -26,7 +26,7 @@ from tasktune.serving.errors import ServingError
 from tasktune.serving.mixed import mix_key, mixed_soft_prompt_proba
 from tasktune.serving.passes import device_type_of, in_passes
 from tasktune.serving.pool import Served
-from tasktune.serving.shared_lora import mixed_lora_proba
+from tasktune.serving.shared_lora import AdapterUnloadedError, mixed_lora_proba
 from tasktune.task.data import Example
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,9 @@ class MicroBatcher:
 
     @staticmethod
     def _fail(job: Job, err: Exception) -> None:
-        if isinstance(err, DataError):
+        if isinstance(err, AdapterUnloadedError):  # an admin action raced the request: not its fault
+            job.future.set_exception(ServingError(409, "version_unloaded", str(err)))
+        elif isinstance(err, DataError):
             job.future.set_exception(ServingError(422, "invalid_input", str(err)))
         elif isinstance(err, TaskTuneError):
             job.future.set_exception(ServingError(422, "cannot_predict", str(err)))

@@ -66,6 +66,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class AdapterUnloadedError(TaskTuneError):
+    """A request reached an adapter an admin unloaded after the request was routed to it."""
+
+
 # Initialisations that leave the base weights alone (the stored matrices replace whatever they drew).
 _PLAIN_INITS = (True, False, "gaussian")
 
@@ -234,7 +239,9 @@ class SharedLoraHost:
             self._purge()
             gone = sorted(set(names) - set(self.adapters))
             if gone:
-                raise TaskTuneError(f"LoRA adapter(s) {gone} are no longer loaded (the version was unloaded)")
+                raise AdapterUnloadedError(
+                    f"LoRA adapter(s) {gone} are no longer loaded (the version was unloaded)"
+                )
             # What PeftModel.forward(adapter_names=...) does (LoraModel._enable_peft_forward_hooks): every
             # LoRA layer gets ``adapter_names`` as a forward argument. Done here because the readouts call
             # the body and the output embeddings separately, and so that the hooks go away even when the
