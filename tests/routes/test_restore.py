@@ -211,6 +211,32 @@ def test_prompt_with_demonstrations_pairs_and_calibration_restores_exactly(backb
     np.testing.assert_allclose(restored.predict_proba(queries), fitted.predict_proba(queries), atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["contextual", "mean"])
+def test_a_prompt_on_another_causal_model_is_recalibrated_on_it(backbones, tmp_path, caplog, method):
+    """The stored bias is the first model's prior over the label words; on another model the wording
+    is kept and the bias re-estimated (content-free inputs: the only estimate needing no data)."""
+    import logging
+
+    llama = backbones["llama"]
+    other = load_backbone(str(build_llama(tmp_path / "other", seed=1)), device="cpu")  # same tokenizer
+    train = tuple(Example(t, i % 2, row=i + 1) for i, t in enumerate(["awful soup", "great food", "rude"]))
+    config = PromptConfig(calibration=method)
+    ctx = FitContext(TASK, train, (), "few", 7, llama, tuple(e.text for e in train))
+    _, stored = fit_causal_prompt(ctx, config)
+    with Registry(tmp_path / "reg") as reg:
+        files = {"prompt.json": stored, "task.json": TASK.definition()}
+        version = reg.save(TASK.name, "prompt", backbone=llama.identity, route="prompting", json_files=files)
+        artifact = reg.load(TASK.name, version)
+    np.testing.assert_allclose(restore_scorer(artifact, llama).bias, stored["bias"])  # its own model: as is
+    with caplog.at_level(logging.INFO, logger="tasktune.routes.prompting.restore"):
+        moved = restore_scorer(artifact, other)
+    contextual = PromptConfig(calibration="contextual")
+    _, refit = fit_causal_prompt(dataclasses.replace(ctx, backbone=other), contextual)
+    np.testing.assert_allclose(moved.bias, refit["bias"], atol=1e-6)  # what a fit on `other` estimates
+    assert not np.allclose(moved.bias, stored["bias"], atol=1e-3)  # was applied as is
+    assert ("content-free" in caplog.text) == (method == "mean")
+
+
 def _save(tmp_path, llama, *, route: str = "prompting", task_json: bool = True):
     files = {"prompt.json": {"style": "words", "temperature": 0.05}}
     if task_json:

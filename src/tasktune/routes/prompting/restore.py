@@ -1,8 +1,11 @@
 """Restoring the prompting route from its ``prompt.json``: on a causal LM the prompt config,
 demonstrations and calibration bias exactly as :func:`~tasktune.routes.prompting.route.fit_causal_prompt`
-built them; on an encoder the label-text style and temperature of the similarity scorer."""
+built them; on an encoder the label-text style and temperature of the similarity scorer. On another
+causal model than the one it was made on, the wording is kept and the calibration re-estimated."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
@@ -10,6 +13,7 @@ from tasktune.backbones.loading import Backbone
 from tasktune.errors import TaskTuneError
 from tasktune.evaluation.scorer import Scorer
 from tasktune.registry.artifact import Artifact
+from tasktune.routes.prompting import calibration
 from tasktune.routes.prompting.config import PromptConfig
 from tasktune.routes.prompting.demos import DemoSelector
 from tasktune.routes.prompting.encoder import SimilarityScorer
@@ -20,6 +24,7 @@ from tasktune.task.data import Example
 from tasktune.task.spec import TaskSpec
 
 PROMPT_FILE = "prompt.json"
+log = logging.getLogger(__name__)
 
 
 def _demos(records: list[dict], task: TaskSpec) -> list[Example]:
@@ -53,4 +58,31 @@ def restore_prompting(artifact: Artifact, backbone: Backbone, task: TaskSpec) ->
         return SimilarityScorer(backbone, task, prompt["style"], float(prompt["temperature"]))
     config = PromptConfig.model_validate(prompt["config"])
     bias = None if prompt.get("bias") is None else np.asarray(prompt["bias"], dtype=np.float64)
-    return CausalPromptScorer(backbone, task, config, _selector(prompt, config, task), bias)
+    scorer = CausalPromptScorer(backbone, task, config, _selector(prompt, config, task), bias)
+    stored = artifact.backbone
+    if bias is not None and stored is not None and stored.mismatches(backbone.identity):
+        _recalibrate(scorer, config, where(artifact), stored.name, backbone.name)
+    return scorer
+
+
+def _recalibrate(
+    scorer: CausalPromptScorer, config: PromptConfig, name: str, made_on: str, now_on: str
+) -> None:
+    """A prompt's wording is portable to another causal model; its calibration bias is not (it is that
+    model's own prior over the label words). Contextual calibration needs no data and is re-estimated
+    here exactly as the fit did; mean calibration averaged the user's unlabelled texts, which are not
+    stored, so the data-free contextual estimate replaces it and the log says so."""
+    content_free = [Example(t, 0) for t in calibration.CONTENT_FREE]
+    scorer.bias = calibration.contextual_bias(scorer.scores_in_batches(content_free))
+    if config.calibration == "mean":
+        log.warning(
+            "%s: its mean calibration was measured on %s; on %s it is re-estimated with content-free "
+            "inputs (contextual calibration). Re-run the prompting route on %s to calibrate it on your "
+            "unlabelled texts.",
+            name,
+            made_on,
+            now_on,
+            now_on,
+        )
+    else:
+        log.info("%s: contextual calibration re-estimated on %s (made on %s)", name, now_on, made_on)
