@@ -31,6 +31,26 @@ def test_explain_lists_nearest_tokens(tiny_llama_dir, tmp_path, capsys):
         assert repr(b.tokenizer.convert_ids_to_tokens(i)) + " 1.00" in out
 
 
+def test_explain_on_a_local_folder_backbone_says_to_name_the_folder(tiny_llama_dir, tmp_path, capsys):
+    b = load_backbone(str(tiny_llama_dir), device="cpu")
+    with Registry(tmp_path / "reg") as reg:
+        reg.save(
+            "demo",
+            "soft-prompt",
+            backbone=b.identity,
+            route="prompt_tuning",
+            tensors={"prompt_embeddings": _three_token_prompt(b)},
+        )
+    # The manifest records the folder by its name only, which does not load from here.
+    assert main(["prompt-tune", "explain", "demo", "--registry", str(tmp_path / "reg")]) == 2
+    err = capsys.readouterr().err
+    assert f"trained on backbone {b.name!r}" in err and "--backbone PATH" in err
+
+
+def _three_token_prompt(b):
+    return b.model.get_input_embeddings().weight.detach()[[20, 21, 22]].clone()
+
+
 def test_explain_refuses_other_kinds(tiny_llama_dir, tmp_path, capsys):
     b = load_backbone(str(tiny_llama_dir), device="cpu")
     with Registry(tmp_path / "reg") as reg:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from tasktune.cli.console import console
-from tasktune.errors import TaskTuneError
+from tasktune.errors import BackboneError, TaskTuneError
 
 app = typer.Typer(
     help="Prompt tuning: inspect trained soft prompts, sweep their length.", no_args_is_help=True
@@ -36,7 +36,17 @@ def explain(
             raise TaskTuneError(
                 f"{task} {ref} is a {info.manifest.kind} adaptation; explain reads shallow soft prompts"
             )
-        b = load_backbone(backbone or info.manifest.backbone["name"])
+        name = backbone or info.manifest.backbone["name"]
+        try:
+            b = load_backbone(name)
+        except BackboneError as err:
+            if backbone:
+                raise
+            # A local folder is recorded by its name only: where it lives is the user's to say.
+            raise BackboneError(
+                f"{err}. {task} v{info.version} was trained on backbone {name!r}; if that is a local "
+                "folder, pass it with --backbone PATH"
+            ) from None
         artifact = reg.load(task, ref, expect_backbone=b.identity)
     prompt = artifact.tensors["prompt_embeddings"]
     rows = nearest_tokens(prompt, b.model.get_input_embeddings().weight.detach().cpu(), b.tokenizer, k)
