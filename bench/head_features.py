@@ -27,7 +27,7 @@ from tasktune.backbones.loading import load_backbone
 from tasktune.routes.finetuning.probe import fit_linear_probe
 from tasktune.routes.prompt_tuning.inputs import SoftPromptInputs
 from tasktune.routes.prompt_tuning.soft_prompt import Encoded
-from tasktune.routes.prompting.template import PromptRenderer, encode
+from tasktune.routes.prompting.template import PromptRenderer, encode_within
 from tasktune.runner import FEW_SHOT_SEEDS, protocol_splits
 from tasktune.task.data import Example, load_split
 from tasktune.task.spec import load_task
@@ -59,7 +59,7 @@ def main() -> None:
         for i in range(0, len(examples), 32):
             batch = examples[i : i + 32]
             if readout == "template":
-                ids = [encode(tok, renderer.render(e))[-256:] for e in batch]
+                ids = [encode_within(tok, renderer.render(e), 256)[0] for e in batch]  # as the routes cut
             else:
                 ids = [
                     r[:256] or [pad]
