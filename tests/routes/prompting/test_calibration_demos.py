@@ -39,11 +39,22 @@ def test_random_demos_k_per_class_from_pool_only():
 
 def test_sampled_order_varies_per_query_but_is_reproducible():
     sel = DemoSelector(POOL, 2, 3, order="sampled", seed=5)
-    queries = [Example("q", 0, row=r) for r in range(1, 30)]
+    queries = [Example(f"q{r}", 0, row=r) for r in range(1, 30)]
     orders = [tuple(d.row for d in ds) for ds in sel.for_queries(queries)]
     assert len(set(orders)) > 1
     assert orders == [tuple(d.row for d in ds) for ds in sel.for_queries(queries)]
     assert all(sorted(o) == sorted(orders[0]) for o in orders)
+
+
+def test_sampled_order_follows_the_text_not_its_position():
+    """The server numbers a request's texts 1, 2, ...: the same review must get the same prompt (and
+    answer) whether it comes first or third, and as it did in the evaluation."""
+    sel = DemoSelector(POOL, 2, 3, order="sampled", seed=5)
+    texts = [f"review {i}" for i in range(12)]
+    at_row = {r: [Example(t, 0, row=r) for t in texts] for r in (1, 3, 500)}
+    orders = {r: [tuple(d.row for d in ds) for ds in sel.for_queries(qs)] for r, qs in at_row.items()}
+    assert orders[1] == orders[3] == orders[500]
+    assert len(set(orders[1])) > 1  # still varies between texts
 
 
 def test_knn_picks_nearest_per_class_most_similar_last():

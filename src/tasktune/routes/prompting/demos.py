@@ -3,6 +3,7 @@ being evaluated), at random (seeded) or as nearest neighbours of the query by se
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -74,12 +75,19 @@ class DemoSelector:
                 out.append([self.pool[i] for i in sorted(chosen, key=lambda i: row[i])])
             return out
         if self.order == "sampled":
-            # A per-query order, reproducible from the seed and the query's row.
+            # A per-query order, reproducible from the seed and the query's text: the same text gets
+            # the same prompt (so the same answer) wherever it stands in a test file or a request.
             return [
                 [
                     self.fixed[i]
-                    for i in np.random.default_rng((self.seed, e.row)).permutation(len(self.fixed))
+                    for i in np.random.default_rng((self.seed, _text_key(e))).permutation(len(self.fixed))
                 ]
                 for e in queries
             ]
         return [list(self.fixed) for _ in queries]
+
+
+def _text_key(example: Example) -> int:
+    """A stable 64-bit number for the query's text (and pair): Python's hash() changes per process."""
+    both = f"{example.text}\x00{example.text_pair or ''}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.sha256(both).digest()[:8], "little")
