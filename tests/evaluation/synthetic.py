@@ -132,8 +132,8 @@ def standard_run(n: int = 200, seeds: Sequence[int] = (13, 21)) -> list[RunResul
     """Four cells on one test set, with known outcomes against the best (finetune, 180/200 right):
 
     - prompt_tuning: 178/200, wrong on rows 4-25 where the best is wrong on 0-19: per seed 6 rows only
-      the best gets right and 4 only it gets right -> on (seed, row) pairs 12 vs 8, McNemar p = 0.50:
-      not significantly below;
+      the best gets right and 4 only it gets right -> 12 vs 8 (seed, row) pairs; clustered by row
+      (both seeds agree) 6 vs 4 rows, p = 0.75: not significantly below;
     - prompting (0 trainable params): 140/200, wrong on 0-59 -> significantly below;
     - majority: 100/200 baseline.
     """

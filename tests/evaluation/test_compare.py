@@ -50,7 +50,10 @@ def test_mcnemar_against_best_on_seed_row_pairs_with_known_p_values():
     pt = comparison.cell(PT).versus_best
     assert pt.pairing == "seed_row" and pt.paired_seeds == (13, 21) and pt.n == 400
     assert (pt.best_only, pt.this_only) == (12, 8)
-    assert pt.p_value == pytest.approx(2 * stats.binom.cdf(8, 20, 0.5))
+    # Clustered by row: the two seeds agree on every row, so 6 rows vs 4, as with one seed (pooling the
+    # (seed, row) pairs gave 12 vs 8, p = 0.50: a seed counted as new evidence).
+    assert pt.test == "mcnemar_clustered"
+    assert pt.p_value == pytest.approx(2 * stats.binom.cdf(4, 10, 0.5))
     assert not pt.significantly_below
     prompting = comparison.cell(PROMPTING).versus_best
     assert prompting.significantly_below and prompting.best_only == 80 and prompting.this_only == 0

@@ -40,7 +40,8 @@ def test_cheapest_not_significantly_below_best_is_recommended(standard):
     # prompting is cheaper (no trainable parameters) but significantly below the best: not chosen.
     assert PROMPTING in rec.below_best and rec.choice != PROMPTING
     text = rec.reasons
-    assert "within 1.0 points" in text and "McNemar p=0.50" in text and "Holm-adjusted" in text
+    assert "within 1.0 points" in text and "McNemar clustered by example p=0.75" in text
+    assert "on 200 examples × 2 shared seeds" in text and "Holm-adjusted" in text
     assert "1/12,000 of the trainable parameters" in text and "46.1 KB per task" in text
     assert "majority baseline scores 50.0 %" in text
 

@@ -7,6 +7,7 @@ import pytest
 from tasktune.evaluation.metrics import compute_metrics
 from tasktune.evaluation.significance import (
     bootstrap_indices,
+    clustered_mcnemar,
     compare_paired,
     holm_adjust,
     mcnemar_exact,
@@ -229,3 +230,30 @@ def test_paired_f1_bootstrap_and_paired_gain():
     assert p == pytest.approx(mcnemar_exact(y == y, worse == y).p_value)
     # The sign follows the argument order.
     assert paired_gain(y, worse, y.copy(), "macro_f1", 3)[0] == pytest.approx(-(1 - 5 / 9))
+
+
+def test_clustered_mcnemar_does_not_grow_surer_with_seeds_that_repeat_the_same_evidence():
+    a, b = paired(170, 16, 8, 6)
+    one = clustered_mcnemar([a], [b])
+    assert one == pytest.approx(mcnemar_exact(a, b).p_value)  # one seed: the exact McNemar test
+    assert clustered_mcnemar([a] * 5, [b] * 5) == pytest.approx(one)  # pooling gave p = 0.00033
+    assert mcnemar_exact(np.tile(a, 5), np.tile(b, 5)).p_value < 0.001
+
+
+def test_clustered_mcnemar_exact_enumeration_and_random_flips():
+    # Rows where the seeds disagree give unequal |d|: 3 rows at +2, 2 at +1, 1 at -1.
+    a = [np.array([1, 1, 1, 1, 1, 0, 1], bool), np.array([1, 1, 1, 0, 0, 1, 1], bool)]
+    b = [np.array([0, 0, 0, 0, 0, 1, 1], bool), np.array([0, 0, 0, 0, 0, 1, 1], bool)]
+    d = np.array([2, 2, 2, 1, 1, -1])  # row 5: seed 0 B alone right, seed 1 both right
+    flips = [np.array(s) for s in np.ndindex(*(2,) * d.size)]
+    brute = np.mean([abs(((1 - 2 * f) * d).sum()) >= abs(d.sum()) for f in flips])
+    assert clustered_mcnemar(a, b) == pytest.approx(brute)
+    # Many differing rows: random flips, seeded (the same p twice), never an impossible 0.
+    rng = np.random.default_rng(3)
+    big_a = [rng.random(400) < 0.9 for _ in range(3)]
+    big_b = [rng.random(400) < 0.6 for _ in range(3)]
+    p = clustered_mcnemar(big_a, big_b, samples=4000)
+    assert p == clustered_mcnemar(big_a, big_b, samples=4000) and p == pytest.approx(1 / 4001)
+    assert clustered_mcnemar([a[0]], [a[0]]) == 1.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        clustered_mcnemar(a, b[:1])

@@ -50,6 +50,7 @@ from tasktune.evaluation.metrics import BOOTSTRAP_SAMPLES, bootstrap_ci, compute
 from tasktune.evaluation.results import RunResult, cell_group
 from tasktune.evaluation.significance import (
     bootstrap_indices,
+    clustered_mcnemar,
     holm_adjust,
     mcnemar_exact,
     paired_bootstrap_f1,
@@ -332,8 +333,9 @@ def _pair_with_best(
 
     Where the two cells share seeds (the same data draw and training seed, e.g. LM-BFF's five), pair
     on (seed, row) over the shared seeds: each seed is then a matched replicate. The (seed, row) pairs
-    of one row are not independent, so with many seeds the test leans a little liberal; the Holm
-    adjustment and the per-seed std in the table keep that in view. Where they share no seed (a
+    of one row are not independent, so with several seeds the test is clustered by row
+    (:func:`clustered_mcnemar`, one observation per row); pooling them counted every seed as new
+    evidence and turned "not significant" into "significant" by adding seeds. Where they share no seed (a
     zero-shot cell against a few-shot one), there is nothing to match a seed with, so each row's
     majority-over-seeds correctness is used: one paired observation per row, the conservative choice.
     Seeds of different protocols are different draws (the full-data seed 13 is not few-shot seed 13),
@@ -365,7 +367,7 @@ def _compare_with_best(
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
 ) -> tuple[list[CellSummary], list[str]]:
     notes: list[str] = []
-    tests: dict[str, tuple[np.ndarray, np.ndarray, Pairing, tuple[int, ...], Any]] = {}
+    tests: dict[str, tuple[float, float, Pairing, tuple[int, ...], Any, str]] = {}
     for c in summaries:
         if c.key == best.key:
             continue
@@ -378,9 +380,14 @@ def _compare_with_best(
         a, b, pairing, shared = _pair_with_best(data[best.key], data[c.key], c.protocol == best.protocol)
         res = mcnemar_exact(a, b)
         diff, p = float(a.mean() - b.mean()), res.p_value
+        test = "mcnemar"
+        if len(shared) > 1:  # several seeds per row: one observation per row
+            best_c, other_c = data[best.key].correct, data[c.key].correct
+            p = clustered_mcnemar([best_c[s] for s in shared], [other_c[s] for s in shared])
+            test = "mcnemar_clustered"
         if metric == "macro_f1":
             diff, p = _f1_test(data[best.key], data[c.key], shared, bootstrap_samples)
-        tests[c.key] = (diff, p, pairing, shared, res)
+        tests[c.key] = (diff, p, pairing, shared, res, test if metric == "accuracy" else "paired_bootstrap")
     adjusted = dict(zip(tests, holm_adjust([t[1] for t in tests.values()]), strict=True))
     out = []
     for c in summaries:
@@ -389,7 +396,7 @@ def _compare_with_best(
         elif c.key not in tests:
             out.append(replace(c, comparable=False))
         else:
-            diff, p, pairing, shared, res = tests[c.key]
+            diff, p, pairing, shared, res, test = tests[c.key]
             p_holm = adjusted[c.key]
             ahead = res.a_only > res.b_only if metric == "accuracy" else diff > 0
             versus = VersusBest(
@@ -403,7 +410,7 @@ def _compare_with_best(
                 p_value=p,
                 p_holm=p_holm,
                 significantly_below=p_holm < alpha and ahead,
-                test="mcnemar" if metric == "accuracy" else "paired_bootstrap",
+                test=test,
             )
             out.append(replace(c, versus_best=versus))
     return out, notes

@@ -58,10 +58,12 @@ class VersusBest:
     best_only: int  # best right, this cell wrong
     this_only: int  # this cell right, best wrong
     difference: float  # best minus this cell in the compared metric, over the paired observations
-    p_value: float  # exact McNemar (accuracy) or paired bootstrap (macro-F1), unadjusted
+    p_value: (
+        float  # exact McNemar, clustered by row over several seeds (accuracy), or paired bootstrap (macro-F1)
+    )
     p_holm: float  # Holm-adjusted over all comparisons with the best
     significantly_below: bool  # p_holm < alpha and the best is ahead
-    test: str = "mcnemar"  # or "paired_bootstrap" (macro-F1)
+    test: str = "mcnemar"  # "mcnemar_clustered" (several shared seeds) or "paired_bootstrap" (macro-F1)
 
 
 @dataclass(frozen=True)

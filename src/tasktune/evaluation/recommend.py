@@ -244,6 +244,12 @@ def _test_text(c: CellSummary) -> str:
             f"paired bootstrap of macro-F1 {format_p(vb.p_value)}, Holm-adjusted {format_p(vb.p_holm)}, "
             f"over test rows ({rows})"
         )
+    if vb.test == "mcnemar_clustered":
+        rows = vb.n // len(vb.paired_seeds)
+        return (
+            f"McNemar clustered by example {format_p(vb.p_value)}, Holm-adjusted {format_p(vb.p_holm)}, "
+            f"on {rows:,} examples × {len(vb.paired_seeds)} shared seeds"
+        )
     unit = "(seed, example) pairs" if vb.pairing == "seed_row" else "examples, majority over seeds"
     return f"McNemar {format_p(vb.p_value)}, Holm-adjusted {format_p(vb.p_holm)}, on {vb.n:,} {unit}"
 

@@ -5,7 +5,8 @@ example is right or wrong for both. Treating the two accuracies as independent s
 pairing and gives intervals that are far too wide (the shared easy and hard examples cancel out in the
 difference). So everything here works on the per-example correctness pairs:
 
-* McNemar's test (McNemar 1947), in its exact binomial form, for "is one really better?";
+* McNemar's test (McNemar 1947), in its exact binomial form, for "is one really better?", and its
+  clustered form (a sign-flip test over rows) when each row was scored by several seeds;
 * a paired percentile bootstrap (Efron & Tibshirani 1993) for the size of the accuracy difference;
 * for macro-F1, which is not a mean over examples and so has no McNemar, a paired bootstrap of the
   F1 difference (both classifiers scored on the same row resamples);
@@ -96,6 +97,46 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult
         both_wrong=int(np.sum(~a & ~b)),
         p_value=p_value,
     )
+
+
+def clustered_mcnemar(
+    correct_a: Sequence[np.ndarray], correct_b: Sequence[np.ndarray], samples: int = 20_000, seed: int = 0
+) -> float:
+    """Two-sided p of "A and B are equally accurate" when every test row was scored several times (one
+    correctness array per seed, all on the same rows), as a sign-flip test over rows.
+
+    The seeds of one row are not independent evidence (a hard sentence is hard for every seed), so
+    pooling (seed, row) pairs into one McNemar test makes p shrink with every seed added even when the
+    seeds agree exactly. Here each row is one observation: d = (seeds where A alone is right) minus
+    (seeds where B alone is right); under H0 A and B are exchangeable within a row, so each row's sign
+    is a fair coin (the clustered McNemar idea of Durkalski et al. 2003, tested by randomisation rather
+    than its chi-square approximation). Exact when every nonzero |d| is equal (then it is the exact
+    McNemar test on the rows' signs) or when at most 16 rows differ; otherwise ``samples`` seeded
+    random flips, p = (1 + hits) / (samples + 1), which never reports an impossible 0.
+    """
+    a = np.stack([_as_correctness(x, "correct_a") for x in correct_a])
+    b = np.stack([_as_correctness(x, "correct_b") for x in correct_b])
+    if a.shape != b.shape:
+        raise ValueError(f"the two sides differ in shape: {a.shape} vs {b.shape}")
+    d = (a & ~b).sum(axis=0).astype(np.int64) - (~a & b).sum(axis=0)
+    d = d[d != 0]
+    if d.size == 0:
+        return 1.0
+    observed = abs(int(d.sum()))
+    magnitude = np.abs(d)
+    if (magnitude == magnitude[0]).all():
+        k = int(min((d > 0).sum(), (d < 0).sum()))
+        return min(1.0, 2.0 * float(stats.binom.cdf(k, d.size, 0.5)))
+    if d.size <= 16:
+        signs = 1 - 2 * ((np.arange(2**d.size)[:, None] >> np.arange(d.size)) & 1)
+        return float((np.abs(signs @ magnitude) >= observed).mean())
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for start in range(0, samples, 2000):
+        n = min(2000, samples - start)
+        flips = 1 - 2 * rng.integers(0, 2, size=(n, d.size), dtype=np.int64)
+        hits += int((np.abs(flips @ magnitude) >= observed).sum())
+    return (1 + hits) / (samples + 1)
 
 
 def paired_bootstrap_diff(

@@ -245,7 +245,11 @@ def accuracy_bars(comparison: Comparison, recommended: str | None) -> ReportFigu
         ax.grid(axis="y", visible=False)
         title = f"{name[0].upper()}{name[1:]} per cell"
         ax.set_title(title, loc="left", fontsize=10)
-        test = "exact McNemar" if m == "accuracy" else "paired bootstrap of the macro-F1 difference"
+        test = (
+            "exact McNemar (clustered by example where seeds are shared)"
+            if m == "accuracy"
+            else "paired bootstrap of the macro-F1 difference"
+        )
         caption = f"p: Holm-adjusted {test} against the best cell; ▼ significantly below it."
         return ReportFigure("accuracy-bars", title, caption, _to_svg(fig))
 

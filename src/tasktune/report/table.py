@@ -96,7 +96,8 @@ def table_rows(comparison: Comparison, recommended: str | None = None) -> list[T
 
 TABLE_LEGEND = (
     "accuracy: mean ± std over seeds; 95% CI: bootstrap over test examples of the seed-averaged accuracy; "
-    "p vs best: exact McNemar against the best cell on the same test rows, Holm-adjusted; "
+    "p vs best: exact McNemar against the best cell on the same test rows (clustered by example where "
+    "the cells share seeds), Holm-adjusted; "
     f"{BELOW_MARK} significantly below the best (adjusted p < 0.05); fit s: mean training time per seed; "
     "ex/s: batched inference throughput; p50/p95: single-example latency; peak MB: most over seeds."
 )
@@ -110,6 +111,7 @@ def table_legend(metric: str = "accuracy") -> str:
         "95% CI: bootstrap over test examples of the seed-averaged accuracy",
         "95% CI: of the seed-averaged macro-F1, bootstrap over test examples",
     ).replace(
-        "p vs best: exact McNemar against the best cell",
-        "p vs best: paired bootstrap of the macro-F1 difference with the best cell",
+        "p vs best: exact McNemar against the best cell on the same test rows (clustered by example where "
+        "the cells share seeds)",
+        "p vs best: paired bootstrap of the macro-F1 difference with the best cell on the same test rows",
     )
