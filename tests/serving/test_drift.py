@@ -252,3 +252,19 @@ def test_bad_settings_are_rejected(kwargs, message):
     args = {"num_labels": 2, **kwargs}
     with pytest.raises(ValueError, match=message):
         check_drift(GOOD, [0, 1], [0.9, 0.9], [5, 5], **args)
+
+
+def test_confidences_saturating_near_one_are_compared_at_the_references_precision():
+    # A confident model: softmax margins ~ N(12, 3). The reference is stored at 6 decimals (evaluation
+    # records), the live log keeps the float: 0.99999994 is 1.0 in one and not the other.
+    from tasktune.serving.drift import confidence_drift
+
+    rng = np.random.default_rng(0)
+
+    def confidences(n):
+        margin = rng.normal(12, 3, n).astype(np.float32)
+        return (1 / (1 + np.exp(-margin))).astype(np.float64)
+
+    reference = [round(float(c), 6) for c in confidences(500)]
+    signal = confidence_drift(reference, confidences(500), alpha=0.05)
+    assert signal.state == "ok", signal.detail  # was drift, p = 2e-8, on one distribution

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 SignalName = Literal["label_mix", "confidence", "length"]
+CONFIDENCE_DECIMALS = 6  # what evaluation records keep (evaluation/evaluator.py)
 State = Literal["ok", "drift", "insufficient data"]
 
 DEFAULT_ALPHA = 0.05
@@ -271,8 +272,11 @@ def confidence_drift(
     """Has the distribution of the top-class probability changed? (two-sample KS)"""
     _check_alpha(alpha)
     _check_min_live(min_live)
-    ref = _probabilities(reference, "reference confidence")
-    cur = _probabilities(live, "live confidence")
+    # Both at the 6 decimals the evaluation reference is stored with: a confident model's 0.99999994
+    # is 1.0 in the reference but not live, and KS reads that rounding as a shift (p = 2e-8 on samples
+    # from one distribution).
+    ref = np.round(_probabilities(reference, "reference confidence"), CONFIDENCE_DECIMALS)
+    cur = np.round(_probabilities(live, "live confidence"), CONFIDENCE_DECIMALS)
     return _ks_drift("confidence", ref, cur, alpha=alpha, min_live=min_live, what="confidence", fmt=".2f")
 
 
