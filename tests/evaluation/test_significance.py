@@ -257,3 +257,14 @@ def test_clustered_mcnemar_exact_enumeration_and_random_flips():
     assert clustered_mcnemar([a[0]], [a[0]]) == 1.0
     with pytest.raises(ValueError, match="differ in shape"):
         clustered_mcnemar(a, b[:1])
+
+
+def test_the_macro_f1_bootstrap_p_is_never_zero_and_resamples_keep_every_class():
+    y = np.array([0] * 50 + [1] * 50 + [2] * 3)
+    idx = bootstrap_indices(len(y), 300, seed=0, strata=y)
+    assert idx.shape == (300, len(y))
+    assert all(np.bincount(y[row], minlength=3).tolist() == [50, 50, 3] for row in idx)
+    worse = y.copy()
+    worse[:40] = 1
+    diff, p = paired_bootstrap_f1(y, [y], [worse], 3, samples=999)
+    assert diff > 0.2 and p == pytest.approx(2 / 1000)  # no resample crosses 0: p < 0.002, not p = 0

@@ -209,7 +209,7 @@ def _summarise_cell(
     f1_per_seed = [m["macro_f1"] for m in per_seed_metrics]
     f1_ci = None
     if metric == "macro_f1":  # the seed mean's CI on row resamples, as accuracy's (only when ranked on it)
-        idx = bootstrap_indices(len(rows), bootstrap_samples)
+        idx = bootstrap_indices(len(rows), bootstrap_samples, strata=labels)
         f1s = np.mean(
             [resampled_macro_f1(labels, cell.preds[s], idx, cell.num_labels) for s in seeds], axis=0
         )

@@ -69,6 +69,12 @@ def _new_figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
+def _error_bar(value: float, lo: float, hi: float) -> list[list[float]]:
+    """matplotlib's [[below], [above]]; a bootstrap interval can (rarely) sit wholly on one side of its
+    estimate, and matplotlib refuses a negative length, which sank the whole report."""
+    return [[max(0.0, value - lo)], [max(0.0, hi - value)]]
+
+
 def _pareto_front(points: Sequence[tuple[float, float, str]]) -> list[str]:
     """Keys of the points no other point dominates (lower or equal x and higher or equal score, one of
     them strictly): two cells with the same cost and score are both on the front."""
@@ -141,7 +147,7 @@ def pareto_figure(
             ax.errorbar(
                 value,
                 acc,
-                yerr=[[acc - lo], [hi - acc]],
+                yerr=_error_bar(acc, lo, hi),
                 fmt="none",
                 ecolor=colors[key],
                 alpha=0.6,
@@ -224,7 +230,7 @@ def accuracy_bars(comparison: Comparison, recommended: str | None) -> ReportFigu
             acc = c.score(m) * 100
             lo, hi = (v * 100 for v in c.score_ci(m))
             ax.barh(y, acc, color=colors[c.key], alpha=0.85, height=0.65)
-            ax.errorbar(acc, y, xerr=[[acc - lo], [hi - acc]], fmt="none", ecolor="black", capsize=3, lw=1)
+            ax.errorbar(acc, y, xerr=_error_bar(acc, lo, hi), fmt="none", ecolor="black", capsize=3, lw=1)
             per_seed = c.score_per_seed(m)
             if len(per_seed) > 1:
                 ax.scatter([a * 100 for a in per_seed], [y] * len(per_seed), s=9, color="black", zorder=3)

@@ -109,7 +109,7 @@ def table_legend(metric: str = "accuracy") -> str:
         return TABLE_LEGEND
     return "Cells are ranked by macro-F1, the task's metric. " + TABLE_LEGEND.replace(
         "95% CI: bootstrap over test examples of the seed-averaged accuracy",
-        "95% CI: of the seed-averaged macro-F1, bootstrap over test examples",
+        "95% CI: of the seed-averaged macro-F1, bootstrap over test examples within each class",
     ).replace(
         "p vs best: exact McNemar against the best cell on the same test rows (clustered by example where "
         "the cells share seeds)",
