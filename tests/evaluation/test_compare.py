@@ -244,3 +244,14 @@ def test_a_macro_f1_interval_brackets_its_estimate_with_rare_classes_and_the_fig
         lo, hi = cell.macro_f1_ci95
         assert lo <= cell.macro_f1_mean <= hi, (cell.key, cell.macro_f1_mean, lo, hi)
     assert accuracy_bars(comparison, None).svg
+
+
+def test_seeds_that_share_no_test_row_leave_the_cell_out_instead_of_a_nan_best():
+    a = make_result("lora", "tiny-bert", [True] * 10, seed=13, rows=range(0, 10))
+    b = make_result("lora", "tiny-bert", [True] * 10, seed=21, rows=range(10, 20))
+    other = make_result("prompting", "tiny-bert", [True] * 5 + [False] * 5, seed=13)
+    comparison = summarise([a, b, other])
+    # Was a cell of accuracy NaN on 0 rows, sorted anywhere and recommended as "- ± - %".
+    assert [c.route for c in comparison.cells] == ["prompting"] and comparison.best_cell.route == "prompting"
+    assert comparison.empty == (cell_key("lora", "tiny-bert", "few"),)
+    assert any("share no test row" in n for n in comparison.notes)

@@ -120,6 +120,11 @@ def summarise(
         if not by_seed:
             continue
         key = cell_key(*group)
+        if not set.intersection(*({rec.row for rec in r.records} for r in by_seed.values())):
+            # Scored on disjoint test rows (another test file per seed): no row to average over.
+            empty.append(key)
+            notes.append(f"{key}: its seeds {sorted(by_seed)} share no test row; left out.")
+            continue
         summary, cell_data, signature, cell_notes = _summarise_cell(group, by_seed, bootstrap_samples, metric)
         summaries.append(summary)
         data[key], signatures[key] = cell_data, signature

@@ -127,7 +127,7 @@ class Comparison:
     tasks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what was not compared or not read, and why
     failed: tuple[tuple[str, str], ...] = ()  # (cell, error) of cells that produced no result
-    empty: tuple[str, ...] = ()  # cells whose results hold no test records
+    empty: tuple[str, ...] = ()  # cells with no test rows to compare: no records, or seeds sharing none
 
     def cell(self, key: str) -> CellSummary:
         for c in self.cells:

@@ -378,5 +378,5 @@ def _failed_text(comparison: Comparison) -> str:
             f" {n} cell{'s' if n > 1 else ''} failed and {'are' if n > 1 else 'is'} not compared: {names}."
         )
     if comparison.empty:
-        parts.append(f" No test records in: {', '.join(comparison.empty)}.")
+        parts.append(f" No test records to compare in: {', '.join(comparison.empty)} (see the notes).")
     return "".join(parts)
