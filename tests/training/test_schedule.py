@@ -89,3 +89,36 @@ def test_the_loop_trains_a_lower_block_at_its_decayed_lr():
     # top tensor still trains at the full lr (it moves further, making up for the block).
     assert moved[1e-4][names[0]] < 1e-3 * moved[None][names[0]]
     assert moved[1e-4][names[1]] > 0.5 * moved[None][names[1]]
+
+
+def test_weight_decay_spares_biases_and_norms_and_keeps_the_top_lr_first():
+    named = [
+        ("model.encoder.layer.0.attention.query.weight", torch.nn.Parameter(torch.ones(4, 4))),
+        ("model.encoder.layer.0.attention.query.bias", torch.nn.Parameter(torch.ones(4))),
+        ("model.encoder.layer.0.output.LayerNorm.weight", torch.nn.Parameter(torch.ones(4))),
+        ("head.weight", torch.nn.Parameter(torch.ones(2, 4))),
+        ("head.bias", torch.nn.Parameter(torch.ones(2))),
+    ]
+    config = TrainConfig(max_steps=1, lr=1e-2, weight_decay=0.1)
+    groups = parameter_groups(named, config)
+    assert [(len(g["params"]), g.get("weight_decay", "default")) for g in groups] == [
+        (2, "default"),
+        (3, 0.0),
+    ]
+    optimizer = build_optimizer(named, config)
+    for p in (p for _, p in named):
+        p.grad = torch.zeros_like(p)  # nothing to learn: only weight decay can move a tensor
+    optimizer.step()
+    after = {n: float(p.detach().flatten()[0]) for n, p in named}
+    assert after["head.weight"] == pytest.approx(1 - 1e-2 * 0.1)
+    assert after["head.bias"] == 1.0 and after["model.encoder.layer.0.output.LayerNorm.weight"] == 1.0
+    # With layer-wise decay: per lr, decayed then not; the top lr's decayed group first.
+    layered = parameter_groups(named, config.model_copy(update={"layer_lr_decay": 0.5}))
+    assert [(g["lr"], "weight_decay" in g) for g in layered] == [
+        (1e-2, False),
+        (1e-2, True),
+        (5e-3, False),
+        (5e-3, True),
+    ]
+    # No weight decay: one group per lr, as before.
+    assert len(parameter_groups(named, config.model_copy(update={"weight_decay": 0.0}))) == 1

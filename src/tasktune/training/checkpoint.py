@@ -30,7 +30,7 @@ import torch
 from tasktune.fsutil import fsync_path
 from tasktune.training.errors import TrainingError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: biases and norms in their own optimizer groups, without weight decay
 STATE_FILE = "state.json"
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 _TMP_PREFIX = ".tmp-"

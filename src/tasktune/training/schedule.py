@@ -50,16 +50,23 @@ def layer_lr_scales(names: Sequence[str], decay: float) -> dict[str, float]:
 
 
 def parameter_groups(named: Sequence[tuple[str, torch.nn.Parameter]], config: TrainConfig) -> list[dict]:
-    """The optimizer's parameter groups: one per lr multiplier, the top (multiplier 1) first so that
-    ``param_groups[0]["lr"]`` is the schedule's lr. One group when there is no layer-wise decay."""
+    """The optimizer's parameter groups: one per lr multiplier (layer-wise decay; one when there is
+    none), each split into the tensors weight decay applies to (matrices, soft prompts: 2-D and up)
+    and those it does not (biases, LayerNorm scales: 1-D, whose pull towards 0 is not a penalty on
+    size but a change of what the layer computes; what BERT, GPT-2 and the HF Trainer do). The top
+    multiplier's decayed group comes first, so ``param_groups[0]["lr"]`` is the schedule's lr."""
     decay = config.layer_lr_decay
-    if decay is None or decay == 1:
-        return [{"params": [p for _, p in named], "lr": config.lr}]
-    scales = layer_lr_scales([n for n, _ in named], decay)
-    groups: dict[float, list[torch.nn.Parameter]] = {}
+    names = [n for n, _ in named]
+    scales = layer_lr_scales(names, decay) if decay is not None and decay != 1 else dict.fromkeys(names, 1.0)
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, param in named:
-        groups.setdefault(scales[name], []).append(param)
-    return [{"params": ps, "lr": config.lr * s} for s, ps in sorted(groups.items(), reverse=True)]
+        decayed = config.weight_decay > 0 and param.ndim >= 2
+        groups.setdefault((scales[name], decayed), []).append(param)
+    order = sorted(groups, key=lambda k: (-k[0], not k[1]))
+    return [
+        {"params": groups[k], "lr": config.lr * k[0], **({} if k[1] else {"weight_decay": 0.0})}
+        for k in order
+    ]
 
 
 def build_optimizer(
