@@ -202,6 +202,35 @@ def test_wise_ft_keeps_the_point_between_start_and_trained_weights(adapter, llam
         assert torch.allclose(half[b] @ half[a], 0.5 * (trained[b] @ trained[a]), atol=1e-6)
 
 
+def test_wise_ft_halves_the_delta_of_lora_on_embeddings_too(llama):
+    """PEFT starts an embedding's LoRA with A = 0 and B random (the reverse of linear layers): the
+    factor that started at zero is the one interpolated, so every merged delta is alpha times its own."""
+    from tasktune.routes.finetuning.config import LoraOptions
+
+    opts = default_options("few", "prompt", "lora", "causal", 0).model_copy(
+        update={"lora": LoraOptions(target_modules=("embed_tokens", "q_proj")), "interpolate": 0.5}
+    )
+    clf = FinetunedClassifier(llama, TASK, opts, 0)
+    start = {n: p.detach().clone() for n, p in clf.parameters()}
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, p in clf.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))  # stands in for training
+
+    def deltas():
+        return {
+            name: m.get_delta_weight("default").detach().clone()
+            for name, m in clf.model.named_modules()
+            if hasattr(m, "get_delta_weight") and "default" in getattr(m, "scaling", {})
+        }
+
+    full = deltas()
+    assert any("embed_tokens" in k for k in full)
+    ft_route.interpolate_weights(clf.parameters(), start, 0.5)
+    for k, half in deltas().items():
+        assert torch.allclose(half, 0.5 * full[k], atol=1e-6), k  # embed_tokens was 4.9 % off
+
+
 def test_wise_ft_is_refused_for_a_random_head():
     opts = default_options("few", "head", "full", "causal", 13)
     with pytest.raises(ValueError, match="starts at random"):

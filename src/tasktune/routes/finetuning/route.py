@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,12 +62,18 @@ def fit_finetuned(ctx: FitContext, options: FinetuneOptions, *, progress: bool =
 def interpolate_weights(
     params: list[tuple[str, torch.nn.Parameter]], start: dict[str, torch.Tensor], alpha: float
 ) -> None:
-    """In place: p = start + alpha * (p - start) (WiSE-FT's weight-space ensemble). LoRA's A matrices
-    stay as trained: the weight delta is B·A with B starting at zero, so scaling B alone scales the
-    delta by alpha, which interpolating A as well would not (it would give roughly alpha²)."""
+    """In place: p = start + alpha * (p - start) (WiSE-FT's weight-space ensemble). Of a LoRA pair
+    only the factor that started at zero is interpolated, the other stays as trained: the weight delta
+    is B·A, so scaling the zero-started factor scales the delta by alpha, which interpolating both
+    would not (roughly alpha²). That is B for linear layers but A for embeddings (PEFT initialises
+    ``lora_embedding_A`` to zero and ``lora_embedding_B`` at random), hence the test on the start."""
     for name, p in params:
-        if "lora_A" not in name:
-            p.copy_(start[name].lerp(p, alpha))
+        if _LORA_FACTOR.search(name) and bool(start[name].any()):
+            continue
+        p.copy_(start[name].lerp(p, alpha))
+
+
+_LORA_FACTOR = re.compile(r"lora_(?:embedding_)?[AB]\b")
 
 
 @dataclass
