@@ -441,7 +441,7 @@ def run_matrix(
                         protocol=ps.protocol,
                         seed=seed,
                         backbone=backbone,
-                        unlabelled=tuple(e.text for e in splits["train"]) if "train" in splits else (),
+                        unlabelled=splits["train"].examples if "train" in splits else (),
                         work_dir=work_dir,
                         options=overrides,
                     )

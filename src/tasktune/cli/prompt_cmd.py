@@ -81,7 +81,7 @@ def ab(
             config_b,
             examples,
             train=train,
-            unlabelled=[e.text for e in train],
+            unlabelled=train,
             names=(prompt_a.stem, prompt_b.stem),
         )
     c = outcome.comparison
@@ -125,9 +125,7 @@ def eval_(
     train = splits["train"].examples if "train" in splits else ()
     b = _causal(backbone, device, allow_hub)
     with console.status(f"scoring {len(examples)} examples ..."):
-        probs = prompt_probabilities(
-            b, spec, config, examples, train=train, unlabelled=[e.text for e in train]
-        )
+        probs = prompt_probabilities(b, spec, config, examples, train=train, unlabelled=train)
     m = compute_metrics(np.array([e.label for e in examples]), probs)
     lo, hi = m.accuracy_ci95
     console.print(

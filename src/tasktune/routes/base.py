@@ -27,13 +27,23 @@ class FitContext:
     protocol: ProtocolName
     seed: int
     backbone: Backbone | None = None
-    # Unlabelled training texts: usable by zero-shot routes (e.g. calibration), never labels.
-    unlabelled: tuple[str, ...] = ()
+    # Unlabelled training inputs (text and pair; the label is a placeholder never read): usable by
+    # zero-shot routes, e.g. for calibration. Plain strings are taken as single texts.
+    unlabelled: tuple[Example, ...] = ()
     # The cell's own folder for training checkpoints: a route that trains writes them here and, when a
     # killed run is started again, resumes from the latest one (R3). None: no checkpoints.
     work_dir: Path | None = None
     # The user's settings for this route over its defaults (:mod:`tasktune.routes.overrides`).
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.unlabelled = unlabelled_inputs(self.unlabelled)
+
+
+def unlabelled_inputs(items) -> tuple[Example, ...]:
+    """Unlabelled inputs as examples: a pair task's calibration must see both texts, as every real
+    input does (a prompt without its second text has another structure than all it calibrates)."""
+    return tuple(Example(x, 0) if isinstance(x, str) else Example(x.text, 0, x.text_pair) for x in items)
 
 
 @dataclass

@@ -102,12 +102,13 @@ def probabilities_in_batches(
 
 @torch.no_grad()
 def mean_calibration_offset(
-    predict_proba_all: Callable[[Sequence[Example]], np.ndarray], texts: Sequence[str]
+    predict_proba_all: Callable[[Sequence[Example]], np.ndarray], texts: Sequence[Example | str]
 ) -> torch.Tensor:
     """(L,) minus the mean log label distribution over unlabelled ``texts`` (route 1's ``mean``
     calibration): added to a prompt-based classifier's label logits, it removes the prompt's preference
     for one label. Call with the classifier's offset at zero and in eval mode."""
-    return -torch.from_numpy(predict_proba_all([Example(t, 0) for t in texts])).log().mean(0).float()
+    inputs = [Example(t, 0) if isinstance(t, str) else t for t in texts]
+    return -torch.from_numpy(predict_proba_all(inputs)).log().mean(0).float()
 
 
 def dev_accuracy(probs: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:

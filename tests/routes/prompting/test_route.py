@@ -200,3 +200,83 @@ def test_every_candidate_is_scored_on_the_prompt_it_would_deploy(task, tiny_llam
         assert nll == pytest.approx(trial.dev_nll, abs=1e-5), trial.config.name
         checked += 1
     assert checked == 2 * len(word_sets(task))  # demos 0 and 1, every word set
+
+
+def test_a_repeated_training_text_is_not_scored_with_its_own_answer_in_the_prompt(
+    task, tiny_llama, monkeypatch
+):
+    """SST-2 and AG News repeat texts: the copy of a shown demonstration must leave the held-out sample
+    too (it was removed by identity, so its twin was scored with the answer in the prompt)."""
+    import tasktune.routes.prompting.search as search_module
+
+    seen = []
+
+    def record(scorer, examples, batch_size):
+        seen.append((scorer.demos, list(examples)))
+        return np.zeros((len(examples), len(scorer.word_strings)))
+
+    monkeypatch.setattr(search_module, "_scores", record)
+    base = [Example(f"review number {i} was {'good' if i % 2 else 'bad'}", i % 2) for i in range(20)]
+    train = tuple(Example(e.text, e.label, row=j + 1) for j, e in enumerate(base + base))
+    search(tiny_llama, task, train, DEV, [], demo_counts=(1,), held_out_limit=200)
+    selector, scored = seen[0]
+    shown = {(e.text, e.text_pair) for e in selector.fixed}
+    assert len(shown) == 2 and not [e for e in scored if (e.text, e.text_pair) in shown]
+
+
+PAIR_TASK = {
+    "name": "nli",
+    "text_pair_field": "hypothesis",
+    "labels": ["yes", "no"],
+    "data": {"test": {"path": "x.jsonl"}},
+    "prompt": {"input_template": "Premise: {{ text }}\nHypothesis: {{ text_pair }}", "cue": "Answer:"},
+}
+
+
+def test_a_pair_task_is_calibrated_on_prompts_with_both_texts(tiny_llama, monkeypatch):
+    """Mean calibration averaged prompts that lacked the hypothesis ('Hypothesis: None'), content-free
+    ones too: the reference had another structure than every real input."""
+    from tasktune.routes.prompting import route as route_module
+    from tasktune.routes.prompting.config import PromptConfig
+    from tasktune.routes.prompting.predictor import CausalPromptScorer
+    from tasktune.task.spec import parse_task
+
+    task = parse_task(PAIR_TASK)
+    train = tuple(Example(f"premise {i}", i % 2, f"hypothesis {i}", row=i + 1) for i in range(6))
+    rendered = []
+    real = CausalPromptScorer.scores_in_batches
+
+    def spy(self, examples, batch_size=16):
+        rendered.extend(self.renderer.render(e).text for e in examples)
+        return real(self, examples, batch_size)
+
+    monkeypatch.setattr(CausalPromptScorer, "scores_in_batches", spy)
+    for method in ("mean", "contextual"):
+        rendered.clear()
+        ctx = FitContext(task, train, (), "few", 13, tiny_llama, unlabelled=train)
+        route_module.fit_causal_prompt(
+            ctx, PromptConfig(calibration=method, input_template=PAIR_TASK["prompt"]["input_template"])
+        )
+        assert rendered and all("None" not in t for t in rendered), rendered[0]
+        if method == "mean":
+            assert all("Hypothesis: hypothesis" in t for t in rendered)
+        else:  # the content-free string in both slots, as Zhao et al. do for NLI
+            for cf in ("N/A", "", "[MASK]"):
+                assert any(f"Premise: {cf}\nHypothesis: {cf}\n" in t for t in rendered), cf
+
+
+def test_a_missing_pair_renders_as_nothing_and_plain_text_export_keeps_pairs(tiny_llama):
+    from tasktune.routes.prompting.config import PromptConfig
+    from tasktune.routes.prompting.service import as_plain_text
+    from tasktune.routes.prompting.template import PromptRenderer
+    from tasktune.task.spec import parse_task
+
+    task = parse_task(PAIR_TASK)
+    config = PromptConfig(input_template=PAIR_TASK["prompt"]["input_template"], chat=False)
+    assert "Hypothesis: \n" in PromptRenderer(config, task).render(Example("a man sleeps", 0)).text
+    prompt = {
+        "config": config.model_dump(mode="json"),
+        "demonstrations": [{"text": "A man sleeps.", "text_pair": "Someone rests.", "label": "yes"}],
+    }
+    text = as_plain_text(prompt, task)
+    assert "Hypothesis: Someone rests." in text and "<paste the second text here>" in text

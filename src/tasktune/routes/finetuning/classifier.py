@@ -239,7 +239,7 @@ class FinetunedClassifier:
         return torch.nn.functional.normalize(self._mean_pool(enc).float(), dim=-1)
 
     @torch.no_grad()
-    def calibrate(self, texts: Sequence[str]) -> None:
+    def calibrate(self, texts: Sequence[Example | str]) -> None:
         """Set the label offset to minus the mean log label distribution over unlabelled texts (route
         1's ``mean`` calibration): the prompt's preference for one label, removed before training."""
         if self.inputs is None or not texts:

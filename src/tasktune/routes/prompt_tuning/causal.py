@@ -90,7 +90,7 @@ class CausalSoftPrompt:
         return fn(self.backbone.model, enc, rows, labels, self.backbone.device.autocast()) + self.label_bias
 
     @torch.no_grad()
-    def calibrate(self, texts: Sequence[str]) -> None:
+    def calibrate(self, texts: Sequence[Example | str]) -> None:
         """Set the offset to minus the mean log label distribution of the current prompt over unlabelled
         texts (route 1's ``mean`` calibration)."""
         if not texts:

@@ -13,6 +13,15 @@ import numpy as np
 CONTENT_FREE = ("N/A", "", "[MASK]")
 
 
+def content_free_inputs(task) -> list:
+    """The content-free inputs as examples; a pair task gets the content-free string in both slots
+    (as Zhao et al. do for NLI), so the prompt keeps the structure of every real input."""
+    from tasktune.task.data import Example
+
+    pair = task.text_pair_field is not None
+    return [Example(t, 0, t if pair else None) for t in CONTENT_FREE]
+
+
 def log_normalise(scores: np.ndarray) -> np.ndarray:
     """(B, L) scores → (B, L) log-probabilities over labels."""
     m = scores.max(axis=1, keepdims=True)

@@ -72,7 +72,7 @@ def _recalibrate(
     model's own prior over the label words). Contextual calibration needs no data and is re-estimated
     here exactly as the fit did; mean calibration averaged the user's unlabelled texts, which are not
     stored, so the data-free contextual estimate replaces it and the log says so."""
-    content_free = [Example(t, 0) for t in calibration.CONTENT_FREE]
+    content_free = calibration.content_free_inputs(scorer.task)
     scorer.bias = calibration.contextual_bias(scorer.scores_in_batches(content_free))
     if config.calibration == "mean":
         log.warning(

@@ -83,7 +83,7 @@ def fit_causal_prompt(ctx: FitContext, config: PromptConfig) -> tuple[CausalProm
     bias = None
     if config.calibration == "contextual":
         bias = calibration.contextual_bias(
-            scorer.scores_in_batches([Example(t, 0) for t in calibration.CONTENT_FREE])
+            scorer.scores_in_batches(calibration.content_free_inputs(ctx.task))
         )
     elif config.calibration == "mean":
         texts = _sample(ctx.unlabelled, min(config.calibration_texts, FINAL_UNLABELLED), config.seed)
@@ -91,7 +91,7 @@ def fit_causal_prompt(ctx: FitContext, config: PromptConfig) -> tuple[CausalProm
             raise TaskTuneError(
                 "mean calibration needs unlabelled training texts; the task has no train split"
             )
-        bias = calibration.mean_bias(scorer.scores_in_batches([Example(t, 0) for t in texts]))
+        bias = calibration.mean_bias(scorer.scores_in_batches(texts))
     scorer.bias = bias
     artifact = {
         "config": config.model_dump(mode="json"),
@@ -128,7 +128,7 @@ class PromptingRoute:
             )
         else:
             dev = stratified_sample(ctx.dev, SEARCH_DEV_LIMIT, ctx.seed, ctx.task.num_labels)
-            unl = [Example(t, 0) for t in _sample(ctx.unlabelled, SEARCH_UNLABELLED, ctx.seed)]
+            unl = _sample(ctx.unlabelled, SEARCH_UNLABELLED, ctx.seed)
             result = search(
                 ctx.backbone, ctx.task, ctx.train, dev, unl, seed=ctx.seed, metric=ctx.task.metric
             )

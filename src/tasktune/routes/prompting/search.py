@@ -156,7 +156,7 @@ def search(
     has_chat = bool(getattr(backbone.tokenizer, "chat_template", None))
     pool_min = min(sum(1 for e in train if e.label == c) for c in range(task.num_labels)) if train else 0
     demo_counts = [d for d in demo_counts if d <= pool_min]
-    content_free = [Example(t, 0) for t in calibration.CONTENT_FREE]
+    content_free = calibration.content_free_inputs(task)
     # One held-out sample for every candidate (each then drops the demos it shows), so candidates are
     # ranked and paired on the same examples. Examples are keyed by their place in `selection`: row
     # numbers restart in every split file, so a dev row and a train row can share one.
@@ -176,8 +176,10 @@ def search(
         scorer = CausalPromptScorer(backbone, task, config, selector, words=union)
         if progress:
             progress(f"{config.name} chat={chat} demos={demos}")
-        shown = {id(e) for e in (selector.fixed if selector else [])}
-        evaluated = [*dev, *(e for e in sample if id(e) not in shown)]
+        # By content, not identity: a training text repeated with its label (SST-2 and AG News have
+        # such) would otherwise be scored with its own answer in the prompt.
+        shown = {(e.text, e.text_pair) for e in (selector.fixed if selector else [])}
+        evaluated = [*dev, *(e for e in sample if (e.text, e.text_pair) not in shown)]
         y = np.array([e.label for e in evaluated])
         try:
             dev_w = torch.from_numpy(_scores(scorer, evaluated, batch_size))

@@ -68,8 +68,10 @@ def as_plain_text(prompt: dict, task: TaskSpec, placeholder: str = "<paste the t
     config = PromptConfig.model_validate(prompt["config"]).model_copy(update={"chat": False})
     renderer = PromptRenderer(config, task)
     index = task.label_index()
-    demos = [Example(d["text"], index[d["label"]]) for d in prompt.get("demonstrations", [])]
-    text = renderer.render(Example(placeholder, 0), demos).text
+    stored = prompt.get("demonstrations", [])
+    demos = [Example(d["text"], index[d["label"]], d.get("text_pair")) for d in stored]
+    pair = "<paste the second text here>" if task.text_pair_field is not None else None
+    text = renderer.render(Example(placeholder, 0, pair), demos).text
     words = ", ".join(
         f"{name} = {' / '.join(w)}" for name, w in zip(task.label_names, renderer.words, strict=True)
     )

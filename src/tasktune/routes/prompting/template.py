@@ -66,9 +66,9 @@ class PromptRenderer:
         self.separator = render(config.separator, **self.variables)
 
     def _input(self, example: Example, texts: list[str]) -> str:
-        def slot(value: str | None) -> str | None:
+        def slot(value: str | None) -> str:
             if value is None:
-                return None
+                return ""  # a template naming {{ text_pair }} on an input without one: nothing, not "None"
             texts.append(value)
             return f"{_OPEN}{len(texts) - 1}{_CLOSE}"
 
