@@ -124,6 +124,9 @@ def test_single_cell_is_recommended():
     rec = recommend(comparison, None)
     assert rec.status == "ok" and rec.choice == cell_key("prompting", "tiny-llama", "few")
     assert "most accurate cell" in rec.reasons
+    # Not "every cheaper cell ... is significantly below it": there is none.
+    assert "no other route both meets the constraints and beats the majority baseline" in rec.reasons
+    assert "significantly below" not in rec.reasons
 
 
 def test_majority_baseline_is_never_recommended_nor_a_route_at_or_below_it():

@@ -82,3 +82,12 @@ def test_a_macro_f1_tables_legend_names_the_ci_it_shows():
     assert "seed-averaged accuracy" in table_legend("accuracy")
     legend = table_legend("macro_f1")
     assert "95% CI: of the seed-averaged macro-F1" in legend and "seed-averaged accuracy" not in legend
+
+
+def test_user_text_in_figures_keeps_its_backslashes_and_dollars_literal():
+    from matplotlib.text import Text
+
+    from tasktune.report.figures import plain
+
+    for text in ("C:\\data", "a\\$b", "costs $5 and $6", "x_1^2 \\alpha"):
+        assert Text(0, 0, "")._preprocess_math(plain(text)) == (text, False), text  # was "C:\\\\data"

@@ -96,6 +96,21 @@ STATS = {
     "queue": {"depth": 3, "capacity": 256},
     "tasks": [_full_task(), _empty_task()],
 }
+
+
+def _named(name: str, live: list[int]) -> dict:
+    return {**_empty_task(), "task": name, "backbone": "b", "labels": [f"l{i}" for i in range(len(live))],
+            "label_mix": {"live": live, "reference": None}}  # fmt: skip
+
+
+# Names that map to one id ("a.b" and "a_b" -> "a_b") next to one that is the first's suffixed id; the
+# first has 50 evenly used labels (2 % each: the y axis steps by 0.5 %).
+COLLIDING = {
+    "generated": "2026-11-23T10:00:00Z",
+    "uptime_s": 5,
+    "queue": {"depth": 0, "capacity": 256},
+    "tasks": [_named("a.b", [10] * 50), _named("a_b", [1, 1]), _named("a_b-2", [1, 1])],
+}
 NO_TASKS = {
     "generated": "2026-11-23T10:00:00Z",
     "uptime_s": 5,
@@ -118,6 +133,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/flaky":
             page = dashboard_html(title="flaky", refresh_ms=500, stats_url="/v1/flaky-stats")
             self._send(200, "text/html; charset=utf-8", page)
+        elif self.path == "/colliding":
+            page = dashboard_html(title="colliding", refresh_ms=60_000, stats_url="/v1/colliding-stats")
+            self._send(200, "text/html; charset=utf-8", page)
+        elif self.path == "/v1/colliding-stats":
+            self._send(200, "application/json", json.dumps(COLLIDING))
         elif self.path == "/v1/flaky-stats" and hits[self.path] == 1:
             self._send(200, "application/json", json.dumps(NO_TASKS))
         elif self.path == "/v1/flaky-stats":
@@ -409,3 +429,15 @@ def test_screenshot_is_a_real_page(server, chromium, tmp_path):
     pixels = image[..., :3].reshape(-1, 3)
     assert np.ptp(pixels, axis=0).max() > 0.5  # dark text on a light page, not a blank screen
     assert len(np.unique((pixels[::97] * 255).astype(np.uint8), axis=0)) > 20  # the charts bring colours
+
+
+def test_colliding_task_ids_stay_unique_and_percent_ticks_show_their_step(server, chromium):
+    tree = _Tree(dump_dom_url(_url(server, "/colliding"), chromium=chromium, virtual_time_budget_ms=3000))
+    sections = [n.attrs["id"] for n in tree.root.descendants() if n.tag == "section" and n.attrs.get("id")]
+    assert sections == ["task-a_b", "task-a_b-2", "task-a_b-2-2"]  # was a_b, a_b-2, a_b-2
+    ids = [n.attrs["id"] for n in tree.root.descendants() if n.attrs.get("id")]
+    assert len(ids) == len(set(ids))
+    labels = tree.by_id["chart-labels-a_b"]
+    ticks = [n.text() for n in labels.descendants() if n.tag == "text" and n.text().endswith("%")]
+    assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks  # was "0% 1% 1% 2% 2%"
+    assert "0.5%" in ticks

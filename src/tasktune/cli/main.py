@@ -10,6 +10,7 @@ import logging
 import sys
 
 import typer
+from rich.markup import escape
 
 from tasktune.cli import (
     backbones_cmd,
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int) and code:
             return code
     except TaskTuneError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        # Escaped: a message quotes user paths and values, and "[/b]" in one made Rich raise here.
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
     except _PATH_ERRORS as err:
         # A path the user gave that cannot be read or written (an --out that is a file, a --json into a

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tasktune.cli.console import console
@@ -100,7 +101,7 @@ def ab(
         f"p = {m.p_value:.4g}",
         highlight=False,
     )
-    console.print(f"[bold]{c.verdict}[/]", highlight=False)
+    console.print(f"[bold]{escape(c.verdict)}[/]", highlight=False)
 
 
 @app.command("eval")
@@ -189,7 +190,7 @@ def search_cmd(
             seed=seed,
             data_hash=splits["train"].content_hash() if "train" in splits else None,
         )
-    console.print(f"stored as {spec.name} v{version} in {registry}")
+    console.print(f"stored as {spec.name} v{version} in {registry}", markup=False)
     console.print(
         json.dumps(fitted.artifact["json_files"]["prompt.json"]["config"], indent=1), highlight=False
     )

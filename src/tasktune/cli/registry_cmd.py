@@ -207,7 +207,7 @@ def export_cmd(task: str, ref: str, out: Path, registry: Path = REGISTRY_OPTION)
     """Write one version (manifest + files, verified) to a single .tar.gz file."""
     with _open(registry) as reg:
         path = reg.export(task, ref, out)
-    console.print(f"exported {task} {ref} → {path} ({human_bytes(path.stat().st_size)})")
+    console.print(f"exported {task} {ref} → {path} ({human_bytes(path.stat().st_size)})", markup=False)
 
 
 @app.command("import")
@@ -215,7 +215,7 @@ def import_cmd(archive: Path, registry: Path = REGISTRY_OPTION) -> None:
     """Validate an exported archive completely, then add it as the task's next version."""
     with _open(registry, create=True) as reg:
         task, version = reg.import_archive(archive)
-    console.print(f"imported {archive} as {task} v{version}")
+    console.print(f"imported {archive} as {task} v{version}", markup=False)
 
 
 @app.command()
@@ -229,7 +229,7 @@ def verify(task: str | None = typer.Argument(None), registry: Path = REGISTRY_OP
         raise RegistryError(
             f"{len(problems)} problem(s) in {registry}:\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    console.print(f"ok: {count} version(s) verified in {registry}")
+    console.print(f"ok: {count} version(s) verified in {registry}", markup=False)
 
 
 @app.command()
@@ -238,5 +238,5 @@ def gc(registry: Path = REGISTRY_OPTION) -> None:
     with _open(registry) as reg:
         removed = reg.gc()
     for path in removed:
-        console.print(f"removed {path}")
+        console.print(f"removed {path}", markup=False)
     console.print(f"gc: {len(removed)} leftover(s) removed")

@@ -18,7 +18,7 @@ from tasktune.cli.console import console as default_console
 from tasktune.evaluation.comparison import METRIC_NAMES, Comparison
 from tasktune.evaluation.recommend import Recommendation
 from tasktune.report import build_report
-from tasktune.report.table import COLUMNS, TABLE_LEGEND, TEXT_COLUMNS, table_rows
+from tasktune.report.table import TEXT_COLUMNS, columns, table_legend, table_rows
 
 # Shorter headers for the terminal, where a header wider than its figures costs a whole column's width.
 _SHORT_HEADERS = {
@@ -37,35 +37,38 @@ def _terminal_columns(comparison: Comparison) -> list[str]:
         drop.add("protocol")
     if len({(c.cost.device, c.cost.dtype) for c in comparison.cells}) <= 1:
         drop.add("device / dtype")
-    return [c for c in COLUMNS if c not in drop]
+    return [c for c in columns(comparison.metric) if c not in drop]
 
 
 def comparison_table(
     comparison: Comparison, recommendation: Recommendation | None = None, title: str = ""
 ) -> Table:
-    columns = _terminal_columns(comparison)
+    all_columns = columns(comparison.metric)
+    shown = _terminal_columns(comparison)
     shared = []
-    if "protocol" not in columns and comparison.cells:
+    if "protocol" not in shown and comparison.cells:
         shared.append(f"protocol {comparison.cells[0].protocol}")
-    if "device / dtype" not in columns and comparison.cells:
+    if "device / dtype" not in shown and comparison.cells:
         cost = comparison.cells[0].cost
         shared.append(f"{cost.device} / {cost.dtype}")
-    caption = (", ".join(shared) + ". " if shared else "") + TABLE_LEGEND
+    caption = (", ".join(shared) + ". " if shared else "") + table_legend(comparison.metric)
     table = Table(
-        title=title or None,
+        # As Text, never markup: a run folder, backbone or label may hold "[...]" (a path "[exp1]"
+        # vanished from the output, one holding "[/b]" raised MarkupError after the report was written).
+        title=Text(title) if title else None,
         title_justify="left",
-        caption=caption,
+        caption=Text(caption),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
         padding=(0, 0),
     )
-    for col in columns:
+    for col in shown:
         text = col in TEXT_COLUMNS
         header = _SHORT_HEADERS.get(col, col)
         table.add_column(header, justify="left" if text else "right", no_wrap=not text, overflow="fold")
-    index = [COLUMNS.index(c) for c in columns]
+    index = [all_columns.index(c) for c in shown]
     for row in table_rows(comparison, recommendation.choice if recommendation else None):
         style = None
         if row.recommended:
@@ -74,7 +77,7 @@ def comparison_table(
             style = "bold"
         elif row.significantly_below or not row.comparable:
             style = "dim"
-        table.add_row(*(row.values[i] for i in index), style=style)
+        table.add_row(*(Text(row.values[i]) for i in index), style=style)
     return table
 
 
@@ -90,7 +93,7 @@ def print_comparison(
     if comparison.cells:
         out.print(comparison_table(comparison, recommendation, title))
     for note in comparison.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False)
+        out.print(Text.assemble(("note: ", "yellow"), note))
     heading = "recommendation" if recommendation.warning is None else "recommendation (with a warning)"
     body = Text(recommendation.reasons)
     if recommendation.warning:
@@ -117,5 +120,5 @@ def report(
         title=f"{run_dir}: test {METRIC_NAMES[paths.comparison.metric]}",
     )
     default_console.print(
-        f"report: {paths.html}  ({paths.markdown.name}, {paths.summary.name})", highlight=False
+        f"report: {paths.html}  ({paths.markdown.name}, {paths.summary.name})", highlight=False, markup=False
     )

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tasktune.cli.console import console
@@ -79,9 +80,9 @@ def run_cells(
         def on_cell(name, result, error):
             if result is not None:
                 acc = result.metrics["accuracy"]
-                bar.console.print(f"  [green]✓[/] {name}: accuracy {acc:.1%}", highlight=False)
+                bar.console.print(f"  [green]✓[/] {escape(name)}: accuracy {acc:.1%}", highlight=False)
             else:
-                bar.console.print(f"  [red]✗[/] {name}: {error}", highlight=False)
+                bar.console.print(f"  [red]✗[/] {escape(name)}: {escape(str(error))}", highlight=False)
             bar.advance(task)
 
         return run_matrix(
@@ -116,10 +117,10 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
     failures = [f for o in outcomes for f in o.failures]
     results = [r for o in outcomes for r in o.results]
     for warning in dict.fromkeys(w for o in outcomes for w in o.warnings):  # once each, in order
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if not results:
         for f in failures:
-            console.print(f"[red]cell {f.cell} failed:[/] {f.error}", highlight=False)
+            _print_failure(f)
         raise TaskTuneError(f"no cell of {spec.name!r} produced a result; nothing to compare")
     paths = build_report(out_dir, failures=failures)
     print_comparison(
@@ -128,7 +129,7 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
         title=f"{spec.name}: test {METRIC_NAMES[paths.comparison.metric]}",
     )
     for f in failures:
-        console.print(f"[red]cell {f.cell} failed:[/] {f.error}", highlight=False)
+        _print_failure(f)
     choice = paths.recommendation.choice
     if registry is not None and choice is not None:
         cell = paths.comparison.cell(choice)
@@ -161,8 +162,9 @@ def finish(spec: TaskSpec, out_dir: Path, outcomes: list[RunOutcome], registry: 
     console.print(
         f"{len(results)} cell(s) done ({reused} reused), {len(failures)} failed; results in {out_dir}",
         highlight=False,
+        markup=False,
     )
-    console.print(f"report: [bold]{paths.html}[/]", highlight=False)
+    console.print(f"report: [bold]{escape(str(paths.html))}[/]", highlight=False)
     return bool(failures)
 
 
@@ -279,3 +281,7 @@ def demo(
     console.rule("4. comparison, recommendation, report")
     if finish(spec, out, outcomes, DEFAULT_REGISTRY):
         raise typer.Exit(1)
+
+
+def _print_failure(f) -> None:
+    console.print(f"[red]cell {escape(str(f.cell))} failed:[/] {escape(str(f.error))}", highlight=False)

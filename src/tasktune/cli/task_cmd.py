@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tasktune.cli.console import console
@@ -47,9 +48,9 @@ def render_check(report: CheckReport) -> None:
         line = f"overlap {o.train_split} → {o.eval_split}: {o.count} identical text(s)"
         console.print(("[yellow]" if o.count else "[green]") + line + "[/]", highlight=False)
         for ex in o.examples[:3]:
-            console.print(f"    e.g. {ex[:100]!r}", highlight=False)
+            console.print(f"    e.g. {ex[:100]!r}", highlight=False, markup=False)
     for w in report.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     if report.few_shot_k:
         console.print(f"[green]few-shot protocol possible with K={report.few_shot_k}[/]")
     console.print("[bold green]task check passed[/]")

@@ -133,7 +133,7 @@ def recommend(
     compared = [c for c in meeting if c.comparable]
     choice = (compared or meeting)[0] if fallback else min(candidates, key=lambda c: _cost_key(c, m))
     parts = [f"Recommended: {choice.display}, {_acc(choice, m)}."]
-    parts.append(_versus_best_text(choice, best, candidates, fallback, m))
+    parts.append(_versus_best_text(choice, best, candidates, fallback, m, meeting))
     parts.append(_constraints_text(limits, excluded, violations, eligible))
     parts.append(_below_text(comparison, tuple(k for k in below if k != choice.key)))
     if not_compared:
@@ -274,16 +274,27 @@ def _cost_text(choice: CellSummary, best: CellSummary) -> str:
 
 
 def _versus_best_text(
-    choice: CellSummary, best: CellSummary, candidates: list[CellSummary], fallback: bool, m: str = "accuracy"
+    choice: CellSummary,
+    best: CellSummary,
+    candidates: list[CellSummary],
+    fallback: bool,
+    m: str = "accuracy",
+    meeting: list[CellSummary] | None = None,
 ) -> str:
     if choice.key == best.key:
-        cheaper = [c for c in candidates if c.key != best.key]
+        others = [c for c in candidates if c.key != best.key]
         text = (
             "It is the most accurate cell" if m == "accuracy" else f"It is the best cell by {METRIC_NAMES[m]}"
         )
-        if not cheaper:
-            return text + "; every cheaper cell that meets the constraints is significantly below it."
-        return text + " and the cheapest of the cells not significantly below it."
+        if others:
+            return text + " and the cheapest of the cells not significantly below it."
+        rivals = [c for c in (meeting or []) if c.key != best.key]
+        if not rivals:  # one route ran (or one beat the baseline, or met the constraints)
+            return text + "; no other route both meets the constraints and beats the majority baseline."
+        if all(c.comparable for c in rivals):
+            return text + "; every other cell that meets the constraints is significantly below it."
+        return text + "; every other cell that meets the constraints is significantly below it or was "
+        "scored on other test rows."
     gap = (best.score(m) - choice.score(m)) * 100
     if fallback and not choice.comparable:
         return (

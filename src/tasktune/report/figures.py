@@ -48,8 +48,10 @@ def cell_colors(comparison: Comparison) -> dict[str, tuple[float, float, float]]
 
 
 def plain(text: str) -> str:
-    """User text as literal matplotlib text: a '$' would otherwise start mathtext (and can fail)."""
-    return text.replace("\\", "\\\\").replace("$", r"\$")
+    """User text as literal matplotlib text: a '$' would otherwise start mathtext (and can fail).
+    Only '$' is escaped: with no unescaped '$' the text is never mathtext, so backslashes stay literal
+    (escaping them as well drew each backslash twice)."""
+    return text.replace("$", r"\$")
 
 
 def short_label(c: CellSummary, width: int = 40) -> str:

@@ -13,7 +13,7 @@ from html import escape
 from tasktune import __version__
 from tasktune.report.figures import ReportFigure
 from tasktune.report.model import ReportData
-from tasktune.report.table import COLUMNS, TEXT_COLUMNS, table_legend, table_rows
+from tasktune.report.table import TEXT_COLUMNS, columns, table_legend, table_rows
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
@@ -58,9 +58,10 @@ def _figure(fig: ReportFigure) -> str:
 
 
 def _table(data: ReportData) -> str:
+    cols = columns(data.comparison.metric)
     head = "".join(
         f'<th class="{"text" if col in TEXT_COLUMNS else "num"}" scope="col">{escape(col)}</th>'
-        for col in COLUMNS
+        for col in cols
     )
     body = []
     for row in table_rows(data.comparison, data.recommendation.choice):
@@ -76,7 +77,7 @@ def _table(data: ReportData) -> str:
         ]
         cells = "".join(
             f'<td class="{"text" if col in TEXT_COLUMNS else "num"}">{escape(v)}</td>'
-            for col, v in zip(COLUMNS, row.values, strict=True)
+            for col, v in zip(cols, row.values, strict=True)
         )
         body.append(f'<tr class="{" ".join(classes)}" data-cell="{escape(row.key, quote=True)}">{cells}</tr>')
     return (

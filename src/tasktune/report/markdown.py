@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tasktune.report.figures import ReportFigure
 from tasktune.report.model import ReportData
-from tasktune.report.table import COLUMNS, TEXT_COLUMNS, table_legend, table_rows
+from tasktune.report.table import TEXT_COLUMNS, columns, table_legend, table_rows
 
 
 def _md(text: str) -> str:
@@ -28,8 +28,9 @@ def render_markdown(data: ReportData, main: list[ReportFigure], confusions: list
         lines += [f"> **Warning:** {_md(rec.warning)}", ""]
     lines += [_md(rec.reasons), ""]
     lines += ["## Results", ""]
-    lines.append("| " + " | ".join(COLUMNS) + " |")
-    lines.append("|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in COLUMNS) + "|")
+    cols = columns(data.comparison.metric)
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "|".join(":---" if c in TEXT_COLUMNS else "---:" for c in cols) + "|")
     for row in table_rows(data.comparison, rec.choice):
         values = [_md(v) for v in row.values]
         if row.recommended:

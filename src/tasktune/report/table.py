@@ -28,6 +28,18 @@ COLUMNS: tuple[str, ...] = (
     "device / dtype",
 )
 TEXT_COLUMNS = frozenset({"route", "backbone", "protocol", "device / dtype"})
+
+
+def columns(metric: str = "accuracy") -> tuple[str, ...]:
+    """The columns in order: the CI is the CI of the metric the cells are ranked by, so it stands right
+    after that metric's column (after accuracy, or after macro-F1 for a macro-F1 task)."""
+    if metric != "macro_f1":
+        return COLUMNS
+    out = [c for c in COLUMNS if c != "95% CI"]
+    out.insert(out.index("macro-F1 %") + 1, "95% CI")
+    return tuple(out)
+
+
 BELOW_MARK = "▼"  # significantly below the best after Holm adjustment
 
 
@@ -57,30 +69,41 @@ def accuracy_text(c: CellSummary) -> str:
     return pct(c.accuracy_mean) + (f" ± {pct(c.accuracy_std)}" if c.accuracy_std is not None else "")
 
 
+def f1_text(c: CellSummary) -> str:
+    return pct(c.macro_f1_mean) + (f" ± {pct(c.macro_f1_std)}" if c.macro_f1_std is not None else "")
+
+
 def table_rows(comparison: Comparison, recommended: str | None = None) -> list[TableRow]:
     rows = []
     for c in comparison.cells:
         lo, hi = c.score_ci(comparison.metric)  # the CI of the metric the cells are ranked by
         cost = c.cost
-        values = (
-            c.route,
-            c.backbone or "–",
-            c.protocol,
-            str(len(c.seeds)),
-            accuracy_text(c),
-            f"{pct(lo)}–{pct(hi)}",
-            pct(c.macro_f1_mean) + (f" ± {pct(c.macro_f1_std)}" if c.macro_f1_std is not None else ""),
-            f"{c.ece_mean:.3f}",
-            p_vs_best(c, comparison.best),
-            format_count(cost.trainable_parameters),
-            format_bytes(cost.artifact_bytes),
-            f"{cost.fit_seconds:,.1f}",
-            format_rate(cost.examples_per_second),
-            format_ms(cost.latency_p50_ms),
-            format_ms(cost.latency_p95_ms),
-            f"{cost.peak_memory_mb:,.0f}",
-            f"{cost.device} / {cost.dtype}",
+        by_column = dict(
+            zip(
+                COLUMNS,
+                (
+                    c.route,
+                    c.backbone or "–",
+                    c.protocol,
+                    str(len(c.seeds)),
+                    accuracy_text(c),
+                    f"{pct(lo)}–{pct(hi)}",
+                    f1_text(c),
+                    f"{c.ece_mean:.3f}",
+                    p_vs_best(c, comparison.best),
+                    format_count(cost.trainable_parameters),
+                    format_bytes(cost.artifact_bytes),
+                    f"{cost.fit_seconds:,.1f}",
+                    format_rate(cost.examples_per_second),
+                    format_ms(cost.latency_p50_ms),
+                    format_ms(cost.latency_p95_ms),
+                    f"{cost.peak_memory_mb:,.0f}",
+                    f"{cost.device} / {cost.dtype}",
+                ),
+                strict=True,
+            )
         )
+        values = tuple(by_column[col] for col in columns(comparison.metric))
         rows.append(
             TableRow(
                 key=c.key,

@@ -31,7 +31,7 @@ CSP = (
 def dom_id(task: str) -> str:
     """The id fragment the page uses for a task (`task-<id>`, `chart-traffic-<id>`, ...): the name with
     every character outside [A-Za-z0-9_-] replaced by "_". Mirrors domId() in the page's script; where two
-    names collide the page adds "-2", "-3", ... to the later ones."""
+    names collide the page adds "-2", "-3", ... to the later ones, skipping ids already handed out."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(task))
 
 

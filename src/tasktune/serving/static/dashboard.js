@@ -278,7 +278,8 @@ function labelsChart(id, labels, mix) {
   const caption = "share of predictions per label, live traffic against the reference set";
   if (!names.length || (!live && !ref)) return figure(emptyState(svg, "no traffic yet"), caption);
   const {ticks, top} = niceTicks(Math.max(...(live || []), ...(ref || [])));
-  axis(svg, ticks, (v) => pct(v));
+  // As many digits as the step needs: 0-dp percents labelled 0.5 % steps "0% 1% 1% 2%".
+  axis(svg, ticks, (v) => +(100 * v).toPrecision(3) + "%");
   const {w, at} = slots(names.length);
   const bw = Math.min(w * 0.36, 26);
   names.forEach((name, i) => bars(svg, [
@@ -368,12 +369,14 @@ function render(stats) {
     content = [h("p", {class: "placeholder", id: "no-tasks"},
       "No tasks loaded: the server has no adaptation to serve yet.")];
   } else {
-    const used = new Map();
+    const used = new Set();
     content = tasks.map((t) => {
-      let sid = domId(t.task);
-      const k = (used.get(sid) || 0) + 1;  // two names that map to one id: the later get -2, -3, ...
-      used.set(sid, k);
-      if (k > 1) sid += "-" + k;
+      // Two names that map to one id: the later get -2, -3, ..., skipping any id already handed out
+      // (tasks "a.b", "a_b" and "a_b-2" would otherwise share "a_b-2").
+      const base = domId(t.task);
+      let sid = base;
+      for (let k = 2; used.has(sid); k++) sid = base + "-" + k;
+      used.add(sid);
       return card(t, sid);
     });
   }
@@ -385,7 +388,14 @@ let lastGood = null;
 
 async function poll() {
   try {
-    const resp = await fetch(CONFIG.statsUrl, {cache: "no-store", headers: {accept: "application/json"}});
+    // A request that never answers must not freeze the page on old figures without a word: it is
+    // aborted after three refresh periods (at least 5 s) and reported like any failure.
+    const timeout = Math.max(5000, 3 * CONFIG.refreshMs);
+    const resp = await fetch(CONFIG.statsUrl, {
+      cache: "no-store",
+      headers: {accept: "application/json"},
+      signal: AbortSignal.timeout(timeout),
+    });
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     render(await resp.json());
     lastGood = new Date();
