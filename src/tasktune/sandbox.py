@@ -104,7 +104,7 @@ def check_variables(
 ) -> None:
     """Refuse a (parsing) template that names a variable rendering will not supply, that lacks
     ``required``, or that puts a ``verbatim`` variable anywhere but alone in ``{{ ... }}`` or as an
-    ``{% if %}`` test. Verbatim variables hold user text, which enters after rendering through a
+    ``{% if %}`` condition (``{% if text_pair %}``). Verbatim variables hold user text, which enters after rendering through a
     placeholder (see routes/prompting/template.py): a filter such as ``{{ text | lower }}`` would act
     on the placeholder and silently not on the text, so it is refused here rather than ignored."""
     tree = _ENV.parse(source)
@@ -118,16 +118,15 @@ def check_variables(
     allowed: set[int] = set()
     for out in tree.find_all(nodes.Output):
         allowed |= {id(n) for n in out.nodes if isinstance(n, nodes.Name)}
+    # As a condition, by truth only: a missing pair is the empty string (so `is none` would be false).
     for cond in tree.find_all((nodes.If, nodes.CondExpr)):
-        test = cond.test.node if isinstance(cond.test, nodes.Not) else cond.test
-        test = test.node if isinstance(test, nodes.Test) and test.name in ("none", "defined") else test
-        allowed.add(id(test))
+        allowed.add(id(cond.test.node if isinstance(cond.test, nodes.Not) else cond.test))
     for name in tree.find_all(nodes.Name):
         if name.name in verbatim and id(name) not in allowed:
             _refuse(
                 f"uses {name.name!r} inside an expression (a filter, test or operation on it): the input is "
                 f"placed verbatim where {{{{ {name.name} }}}} stands and nothing would be applied to it; "
-                f"write {{{{ {name.name} }}}} alone"
+                f"write {{{{ {name.name} }}}} alone (and test it as {{% if {name.name} %}})"
             )
 
 

@@ -109,6 +109,7 @@ def test_input_template_must_place_text():
         "Review: {{ text ~ '!' }}",
         "{% set t = text %}Review: {{ t }}",
         "{{ text }} / {{ text_pair | upper }}",
+        "{{ text }}{% if text_pair is not none %} | {{ text_pair }}{% endif %}",  # a missing pair is ""
     ],
 )
 def test_an_expression_on_the_user_text_is_refused_not_ignored(template):
@@ -121,7 +122,7 @@ def test_an_expression_on_the_user_text_is_refused_not_ignored(template):
     [
         "Review: {{ text }}",
         "{{ text }}{% if text_pair %}\nSecond: {{ text_pair }}{% endif %}",
-        "{{ text }}{% if text_pair is not none %} | {{ text_pair }}{% endif %}",
+        "{{ text }}{% if not text_pair %} (single){% endif %}",
         "{{ description }}: {{ text }} ({{ label_list }})",
     ],
 )
