@@ -104,9 +104,10 @@ def check_variables(
 ) -> None:
     """Refuse a (parsing) template that names a variable rendering will not supply, that lacks
     ``required``, or that puts a ``verbatim`` variable anywhere but alone in ``{{ ... }}`` or as an
-    ``{% if %}`` condition (``{% if text_pair %}``). Verbatim variables hold user text, which enters after rendering through a
-    placeholder (see routes/prompting/template.py): a filter such as ``{{ text | lower }}`` would act
-    on the placeholder and silently not on the text, so it is refused here rather than ignored."""
+    ``{% if %}`` condition (``{% if text_pair %}``). Verbatim variables hold user text, which enters
+    after rendering through a placeholder (see routes/prompting/template.py): a filter such as
+    ``{{ text | lower }}`` would act on the placeholder and silently not on the text, so it is refused
+    here rather than ignored."""
     tree = _ENV.parse(source)
     names = meta.find_undeclared_variables(tree) - set(_ENV.globals)
     unknown = sorted(names - known - verbatim)
