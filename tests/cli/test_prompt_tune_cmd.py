@@ -3,11 +3,11 @@ from tasktune.cli.main import main
 from tasktune.registry import Registry
 
 
-def test_explain_lists_nearest_tokens(tiny_llama_dir, tmp_path, capsys):
+def _save_soft_prompt(tiny_llama_dir, registry):
+    """A soft prompt sitting exactly on vocabulary tokens 20, 21 and 22 of the tiny llama."""
     b = load_backbone(str(tiny_llama_dir), device="cpu")
-    emb = b.model.get_input_embeddings().weight.detach()
-    prompt = emb[[20, 21, 22]].clone()  # a prompt sitting exactly on three vocabulary tokens
-    with Registry(tmp_path / "reg") as reg:
+    prompt = b.model.get_input_embeddings().weight.detach()[[20, 21, 22]].clone()
+    with Registry(registry) as reg:
         reg.save(
             "demo",
             "soft-prompt",
@@ -15,6 +15,11 @@ def test_explain_lists_nearest_tokens(tiny_llama_dir, tmp_path, capsys):
             route="prompt_tuning",
             tensors={"prompt_embeddings": prompt},
         )
+    return b
+
+
+def test_explain_lists_nearest_tokens(tiny_llama_dir, tmp_path, capsys):
+    b = _save_soft_prompt(tiny_llama_dir, tmp_path / "reg")
     args = [
         "prompt-tune",
         "explain",
@@ -32,23 +37,11 @@ def test_explain_lists_nearest_tokens(tiny_llama_dir, tmp_path, capsys):
 
 
 def test_explain_on_a_local_folder_backbone_says_to_name_the_folder(tiny_llama_dir, tmp_path, capsys):
-    b = load_backbone(str(tiny_llama_dir), device="cpu")
-    with Registry(tmp_path / "reg") as reg:
-        reg.save(
-            "demo",
-            "soft-prompt",
-            backbone=b.identity,
-            route="prompt_tuning",
-            tensors={"prompt_embeddings": _three_token_prompt(b)},
-        )
+    b = _save_soft_prompt(tiny_llama_dir, tmp_path / "reg")
     # The manifest records the folder by its name only, which does not load from here.
     assert main(["prompt-tune", "explain", "demo", "--registry", str(tmp_path / "reg")]) == 2
     err = capsys.readouterr().err
     assert f"trained on backbone {b.name!r}" in err and "--backbone PATH" in err
-
-
-def _three_token_prompt(b):
-    return b.model.get_input_embeddings().weight.detach()[[20, 21, 22]].clone()
 
 
 def test_explain_refuses_other_kinds(tiny_llama_dir, tmp_path, capsys):
