@@ -54,5 +54,36 @@ class DataError(TaskTuneError):
         super().__init__(text)
 
 
+class DataErrors(DataError):
+    """Several bad rows of one split: the first's details (``row``, ``field``, ...) as a DataError, the
+    message lists up to ``SHOWN`` of them and says how many there are, so one pass over a file finds
+    what to fix (``problems`` holds them all)."""
+
+    SHOWN = 10
+
+    def __init__(self, problems: list[DataError], *, stopped: bool = False):
+        """``stopped``: the check gave up counting at ``len(problems)``."""
+        first = problems[0]
+        super().__init__(
+            "",
+            source=first.source,
+            row=first.row,
+            line=first.line,
+            field=first.field,
+            value=first.value,
+            expected=first.expected,
+        )
+        self.problems = problems
+        more = len(problems) - self.SHOWN
+        count = f"{len(problems)} or more" if stopped else f"{len(problems)}"
+        lines = [f"{count} bad rows in {first.source}:"] + [f"  {p}" for p in problems[: self.SHOWN]]
+        if more > 0:
+            lines.append(f"  ... and {more} more")
+        self.args = ("\n".join(lines),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class BackboneError(TaskTuneError):
     """A backbone cannot be found, prepared or loaded (unknown name, offline hub id, bad folder)."""

@@ -182,3 +182,24 @@ def test_byte_order_marks_and_bad_csv_headers(task_dir):
     assert load_split(spec, "train").examples[0].text == "good"
     with pytest.raises(DataError, match=r"line 1.*bad CSV header"):
         load_split(_csv_task(task_dir, "text,text\ngood,positive\n"), "train")
+
+
+def test_every_bad_row_is_reported_in_one_pass(task_dir):
+    from tasktune.errors import DataErrors
+    from tasktune.task import data
+
+    rows = [{"text": "fine", "label": "positive"}] + [
+        {"text": f"meh {i}", "label": "neutral"} for i in range(12)
+    ]
+    rows.insert(3, {"text": "  ", "label": "negative"})
+    spec = _task_with_train(task_dir, rows)
+    with pytest.raises(DataErrors) as err:
+        load_split(spec, "train")  # stopped at line 2 before: fix, rerun, find line 3, ...
+    assert len(err.value.problems) == 13 and (err.value.line, err.value.field) == (2, "label")
+    msg = str(err.value)
+    assert msg.startswith("13 bad rows in ") and "line 4, field 'text': empty text" in msg
+    assert msg.count("unknown label") == 9 and "... and 3 more" in msg  # 10 shown
+    # A file where every row is bad (a misnamed column) stops counting, and says so.
+    many = [{"txt": f"r {i}", "label": "positive"} for i in range(data.MAX_PROBLEMS + 5)]
+    with pytest.raises(DataErrors, match=f"^{data.MAX_PROBLEMS} or more bad rows"):
+        load_split(_task_with_train(task_dir, many), "train")

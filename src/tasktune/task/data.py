@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tasktune.errors import DataError
+from tasktune.errors import DataError, DataErrors
 from tasktune.task.spec import DataSource, TaskSpec
 
 
@@ -253,8 +253,13 @@ def _label_of(value: object, label_index: dict[str, int], *, cells_are_text: boo
     return None
 
 
+MAX_PROBLEMS = 1000  # bad rows collected before a split's check stops
+
+
 def load_split(spec: TaskSpec, split: str, *, allow_hub: bool = False) -> Split:
-    """Load and validate one split of a task. Raises :class:`DataError` on the first bad row."""
+    """Load and validate one split of a task. Every row is checked: one bad row raises its
+    :class:`DataError`, several raise :class:`DataErrors` listing them (a file that cannot be parsed
+    stops at the place it breaks)."""
     if split not in spec.data:
         raise DataError(f"task {spec.name!r} has no split {split!r}", expected=f"one of {sorted(spec.data)}")
     source = spec.data[split]
@@ -278,9 +283,19 @@ def load_split(spec: TaskSpec, split: str, *, allow_hub: bool = False) -> Split:
             )
         rows = _read_jsonl(path) if fmt == "jsonl" else _read_with_datasets(path, fmt)
     index = spec.label_index()
-    examples = tuple(
-        _to_example(spec, source, where, row, line, record, index, class_names) for row, line, record in rows
-    )
+    examples, problems = [], []
+    for row, line, record in rows:
+        try:
+            examples.append(_to_example(spec, source, where, row, line, record, index, class_names))
+        except DataError as err:
+            problems.append(err)
+            if len(problems) >= MAX_PROBLEMS:  # e.g. a misnamed column: every row is bad, say so soon
+                break
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise DataErrors(problems, stopped=len(problems) >= MAX_PROBLEMS)
+    examples = tuple(examples)
     if not examples:
         raise DataError(f"split {split!r} is empty", source=where, expected="at least one example")
     return Split(name=split, source=where, examples=examples)
