@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tasktune.backbones.catalog import EMBEDDED
@@ -43,7 +44,8 @@ def prepare_cmd(
         with console.status(f"preparing {name} ..."):
             folder = prepare(EMBEDDED[name], force=force)
         console.print(
-            f"[green]{name}[/] ready at {folder} ({time.perf_counter() - start:.1f} s)", highlight=False
+            f"[green]{name}[/] ready at {escape(str(folder))} ({time.perf_counter() - start:.1f} s)",
+            highlight=False,
         )
 
 

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         if err.filename is None:
             raise
         where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "")
-        message = f"[bold red]error:[/] {err.strerror or err}: {where}"
+        message = f"[bold red]error:[/] {escape(str(err.strerror or err))}: {escape(where)}"
         err_console.print(message, highlight=False, soft_wrap=True)
         return 2
     except (KeyboardInterrupt, typer.Abort):
