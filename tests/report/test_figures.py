@@ -91,3 +91,22 @@ def test_user_text_in_figures_keeps_its_backslashes_and_dollars_literal():
 
     for text in ("C:\\data", "a\\$b", "costs $5 and $6", "x_1^2 \\alpha"):
         assert Text(0, 0, "")._preprocess_math(plain(text)) == (text, False), text  # was "C:\\\\data"
+
+
+def test_labels_no_installed_font_draws_get_a_note_and_the_rest_do_not():
+    from tasktune.evaluation.compare import summarise
+    from tasktune.evaluation.recommend import recommend
+    from tasktune.report.figures import undrawable
+    from tasktune.report.model import ReportData
+    from tests.evaluation.synthetic import correctness, make_result
+
+    # U+E123 is private use: no font draws it; DejaVu Sans (always there) draws Latin with accents.
+    assert undrawable(["positive", "négatif", "x\ue123", " "]) == ["x\ue123"]
+
+    def notes(labels):
+        comparison = summarise([make_result("prompting", "tiny-llama", correctness(20, [0]), labels=labels)])
+        data = ReportData("t", "few", "test", labels, {}, comparison, recommend(comparison), None, 1)
+        return [n for n in data.notes if "no installed font" in n]
+
+    assert notes(("négatif", "positif")) == []
+    assert len(notes(("neg\ue123", "pos"))) == 1

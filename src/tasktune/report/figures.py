@@ -20,9 +20,45 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from tasktune.evaluation.comparison import METRIC_NAMES, CellSummary, Comparison, CurvePoint
 from tasktune.evaluation.formatting import format_p
 
+# Fonts tried glyph by glyph after DejaVu Sans (matplotlib's per-glyph fallback), for labels in other
+# scripts; only the installed ones are named, as naming a missing family makes matplotlib warn.
+_FALLBACK_FONTS = (
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+    "Noto Sans",
+    "Noto Sans Arabic",
+    "Noto Sans Hebrew",
+    "Noto Sans Devanagari",
+    "Noto Sans Thai",
+    "Droid Sans Fallback",
+    "WenQuanYi Zen Hei",
+    "Arial Unicode MS",
+)
+
+
+def _font_families() -> list[str]:
+    from matplotlib.font_manager import fontManager
+
+    installed = {f.name for f in fontManager.ttflist}
+    return ["DejaVu Sans", *(f for f in _FALLBACK_FONTS if f in installed)]
+
+
+def undrawable(texts: Sequence[str]) -> list[str]:
+    """The texts with a character no font the figures use can draw (it would show as an empty box)."""
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    covered: set[int] = set()
+    for family in _font_families():
+        covered |= set(FT2Font(findfont(FontProperties(family=family))).get_charmap())
+    return [t for t in texts if any(ord(ch) not in covered and not ch.isspace() for ch in t)]
+
+
 _RC = {
     "svg.hashsalt": "tasktune-report",  # deterministic clip-path / marker ids
     "svg.fonttype": "path",  # glyphs as paths: renders the same everywhere, no font files needed
+    "font.family": "sans-serif",
+    "font.sans-serif": _font_families(),
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,

@@ -49,4 +49,13 @@ class ReportData:
         notes = list(self.comparison.notes)
         notes += [f"cell {name} failed: {error}" for name, error in self.comparison.failed]
         notes += [f"could not read {name}: {why}" for name, why in self.skipped]
+        from tasktune.report.figures import undrawable  # matplotlib: only when a report is built
+
+        labels = list(dict.fromkeys(label for c in self.comparison.cells for label in c.labels))
+        missing = undrawable(labels)
+        if missing:
+            notes.append(
+                f"labels {missing} hold characters no installed font draws: the figures show them as "
+                "boxes (the tables show them as written); installing e.g. Noto Sans CJK fixes that"
+            )
         return notes
