@@ -441,3 +441,56 @@ def test_colliding_task_ids_stay_unique_and_percent_ticks_show_their_step(server
     ticks = [n.text() for n in labels.descendants() if n.tag == "text" and n.text().endswith("%")]
     assert len(ticks) >= 3 and len(set(ticks)) == len(ticks), ticks  # was "0% 1% 1% 2% 2%"
     assert "0.5%" in ticks
+
+
+def test_a_stats_request_that_never_answers_is_reported_not_waited_for(tmp_path):
+    """Run in Node (headless Chromium's virtual time stands still while a fetch is pending): the first
+    stats request answers, the next never does; the page must show its error banner, not freeze."""
+    import shutil
+    import subprocess
+    import time
+    from pathlib import Path
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs Node.js")
+    release = threading.Event()
+
+    class Stalling(BaseHTTPRequestHandler):
+        calls = 0
+
+        def do_GET(self):
+            Stalling.calls += 1
+            if Stalling.calls > 1:
+                release.wait(30)  # answers only when the test ends
+            data = json.dumps(NO_TASKS).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    httpd.daemon_threads = True
+    httpd.handle_error = lambda request, client_address: None  # the aborted request's broken pipe
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    script = Path(__file__).parents[2] / "src" / "tasktune" / "serving" / "static" / "dashboard.js"
+    harness = Path(__file__).with_name("dashboard_node_harness.js")
+    config = json.dumps({"refreshMs": 500, "statsUrl": f"http://127.0.0.1:{httpd.server_address[1]}/s"})
+    try:
+        start = time.monotonic()
+        out = subprocess.run(
+            [node, str(harness), str(script), config, "7.5"], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout.strip().splitlines()[-1])
+    assert Stalling.calls >= 2 and time.monotonic() - start < 30
+    # Before: error hidden, figures from the first answer shown as current, polling stopped for good.
+    assert state["hidden"] is False and "showing the data from" in state["banner"], state
