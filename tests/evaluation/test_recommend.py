@@ -188,3 +188,14 @@ def test_a_feasible_cell_never_compared_is_not_called_significantly_below():
     )
     assert "significantly below" not in rec.reasons and "not compared with it" in rec.reasons
     assert "()" not in rec.reasons
+
+
+def test_the_best_alone_among_cells_below_it_or_on_other_rows_says_so():
+    results = [
+        make_result("finetune_head", "tiny-llama", correctness(60, [0])),
+        make_result("prompting", "tiny-llama", correctness(60, range(30))),  # significantly below
+        make_result("prompt_tuning", "tiny-llama", correctness(20, []), rows=range(500, 520)),  # other rows
+    ]
+    rec = recommend(summarise(results), None)
+    assert rec.choice == cell_key("finetune_head", "tiny-llama", "few")
+    assert "significantly below it or was scored on other test rows." in rec.reasons

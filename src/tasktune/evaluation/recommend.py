@@ -293,8 +293,10 @@ def _versus_best_text(
             return text + "; no other route both meets the constraints and beats the majority baseline."
         if all(c.comparable for c in rivals):
             return text + "; every other cell that meets the constraints is significantly below it."
-        return text + "; every other cell that meets the constraints is significantly below it or was "
-        "scored on other test rows."
+        return text + (
+            "; every other cell that meets the constraints is significantly below it or was scored on "
+            "other test rows."
+        )
     gap = (best.score(m) - choice.score(m)) * 100
     if fallback and not choice.comparable:
         return (
