@@ -7,6 +7,7 @@ report regenerated from the same results is identical.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Sequence
@@ -43,14 +44,21 @@ def _font_families() -> list[str]:
     return ["DejaVu Sans", *(f for f in _FALLBACK_FONTS if f in installed)]
 
 
-def undrawable(texts: Sequence[str]) -> list[str]:
-    """The texts with a character no font the figures use can draw (it would show as an empty box)."""
+@functools.cache
+def _drawable() -> frozenset[int]:
+    """The code points the figures' fonts have glyphs for (read once: every report asks)."""
     from matplotlib.font_manager import FontProperties, findfont
     from matplotlib.ft2font import FT2Font
 
     covered: set[int] = set()
     for family in _font_families():
         covered |= set(FT2Font(findfont(FontProperties(family=family))).get_charmap())
+    return frozenset(covered)
+
+
+def undrawable(texts: Sequence[str]) -> list[str]:
+    """The texts with a character no font the figures use can draw (it would show as an empty box)."""
+    covered = _drawable()
     return [t for t in texts if any(ord(ch) not in covered and not ch.isspace() for ch in t)]
 
 

@@ -107,8 +107,9 @@ def mean_calibration_offset(
     """(L,) minus the mean log label distribution over unlabelled ``texts`` (route 1's ``mean``
     calibration): added to a prompt-based classifier's label logits, it removes the prompt's preference
     for one label. Call with the classifier's offset at zero and in eval mode."""
-    inputs = [Example(t, 0) if isinstance(t, str) else t for t in texts]
-    return -torch.from_numpy(predict_proba_all(inputs)).log().mean(0).float()
+    from tasktune.routes.base import unlabelled_inputs  # base imports the backbones: not at module level
+
+    return -torch.from_numpy(predict_proba_all(list(unlabelled_inputs(texts)))).log().mean(0).float()
 
 
 def dev_accuracy(probs: np.ndarray, examples: Sequence[Example]) -> dict[str, float]:
